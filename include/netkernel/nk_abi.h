@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nk_abi.h - every structure that crosses a process or VM boundary.
+ *
+ * This header is the NetKernel shared-memory ABI. It holds only data layouts
+ * and constants; the helper APIs live in nk_ring.h (inline ring ops),
+ * dataplane/ and the modules. Nothing here contains a pointer: a region is
+ * mapped at different addresses by the guest, the CoreEngine and the NSMs (and
+ * in VM mode through a PCI BAR), so everything is an offset or an index.
+ *
+ * Two kinds of region exist, both laid out by nk_region_hdr:
+ *
+ *   VM region (one per VM, "the NK device"), created by the CoreEngine:
+ *
+ *   0                 +--------------------------------------------------+
+ *                     | nk_region_hdr (4 KiB): magic, version, layout    |
+ *   chan_off          +--------------------------------------------------+
+ *                     | channel 0: up ring   (guest -> CoreEngine)       |
+ *                     |            down ring (CoreEngine -> guest)       |
+ *                     | channel 1 ...   (one channel per guest process)  |
+ *   sock_off          +--------------------------------------------------+
+ *                     | socket slot 0 .. nsocks-1 (nk_sock_slot)         |
+ *                     |   host line | addr line | guest line | rx ring   |
+ *   chunk_off         +--------------------------------------------------+
+ *                     | TX chunks: channel 0 partition, channel 1 ...    |
+ *                     |            (guest-allocated, one owner at a time)|
+ *                     | RX chunks: host-allocated (CoreEngine pool)      |
+ *   region_size       +--------------------------------------------------+
+ *
+ *   NSM region (one per NSM), created by the CoreEngine: the header and one
+ *   channel (up = NSM -> CoreEngine, down = CoreEngine -> NSM), no sockets,
+ *   no chunks. NQEs on it reference chunks of VM regions, which the NSM maps
+ *   after the CoreEngine attaches the VM to it.
+ *
+ * Ownership contract
+ *   - A ring has one producer and one consumer. The producer alone writes
+ *     prod_tail and the entries in [cons_head, prod_tail); the consumer alone
+ *     writes cons_head and cons_need_wakeup. No word is written by both sides.
+ *   - A socket slot's host line, addr line and rx ring entries are written by
+ *     the CoreEngine only; its guest line by guest processes only.
+ *   - A chunk has exactly one owner at a time and changes owner only with the
+ *     NQE that carries it. TX chunks of channel c start owned by the process
+ *     on channel c; RX chunks start owned by the CoreEngine, which grants them
+ *     to NSMs (NK_OP_GRANT), which fill them and post them to a socket
+ *     (NK_OP_RX_DATA); the guest returns them with NK_OP_RX_DONE.
+ *   - Everything the host reads from a VM region is copied, then validated.
+ *     The host never reads the layout back from shared memory: it keeps its
+ *     own copy of the geometry it created the region with.
+ */
+#ifndef NK_ABI_H
+#define NK_ABI_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NK_ABI_MAGIC      0x4e4b5247u /**< "NKRG" */
+#define NK_ABI_VERSION    1u
+#define NK_CACHELINE      64
+#define NK_REGION_HDR_SIZE 4096
+#define NK_NAME_MAX       32          /**< VM/NSM names, NUL included */
+#define NK_NO_CHUNK       0xffffffffu
+#define NK_NO_SOCK        0xffffffffu
+
+/* ------------------------------------------------------------------ */
+/* Addresses: a fixed-size, pointer-free sockaddr (fits sockaddr_in6). */
+
+/** Address as it crosses the boundary. family is AF_INET or AF_INET6 (the
+ *  Linux values 2 and 10); port is in network byte order, as in sockaddr_in.
+ *  For AF_INET the address is addr[0..3]. */
+struct nk_addr {
+	uint16_t family;    /**< AF_INET / AF_INET6, 0 = none */
+	uint16_t port;      /**< network byte order */
+	uint32_t flowinfo;  /**< AF_INET6 only */
+	uint8_t  addr[16];  /**< IPv4 in the first 4 bytes, or IPv6 */
+	uint32_t scope_id;  /**< AF_INET6 only */
+};
+static_assert(sizeof(struct nk_addr) == 28, "nk_addr is 28 bytes");
+
+/* ------------------------------------------------------------------ */
+/* The NQE: a fixed 64-byte queue element.                             */
+
+/** NQE operations. Guest->CE ops are re-issued by the CE towards the NSM with
+ *  sock translated to the NSM's socket id; completions travel back with
+ *  NK_NQF_COMPLETION set and the same op. */
+enum nk_op {
+	NK_OP_NONE = 0,
+	/* guest -> CE -> NSM, completed NSM -> CE -> guest */
+	NK_OP_SOCKET = 1,     /**< arg.sock; result = socket id (>= 0) */
+	NK_OP_BIND = 2,       /**< arg.addr; result 0, arg.addr = bound address */
+	NK_OP_LISTEN = 3,     /**< arg.u32[0] = backlog */
+	NK_OP_CONNECT = 4,    /**< arg.addr; completes when established or failed,
+	                           arg.addr = local address */
+	NK_OP_SHUTDOWN = 5,   /**< arg.u32[0] = SHUT_RD/SHUT_WR/SHUT_RDWR; ordered
+	                           after earlier SENDs on the socket */
+	NK_OP_SETSOCKOPT = 6, /**< arg.opt (value inline) */
+	NK_OP_GETSOCKOPT = 7, /**< arg.opt; result = value length, value inline, or
+	                           in chunk (off 0) when chunk != NK_NO_CHUNK */
+	/* data */
+	NK_OP_SEND = 8,       /**< chunk/off/len; completion = SEND_DONE */
+	NK_OP_SEND_DONE = 9,  /**< chunk returned; result = bytes or -errno */
+	NK_OP_RX_DONE = 10,   /**< guest consumed one rx ring entry; chunk returned
+	                           (or NK_NO_CHUNK); for an ACCEPT entry arg.u32[0]
+	                           is the accepted socket id (claims it) */
+	NK_OP_CLOSE = 11,     /**< guest: drop this channel's reference; no
+	                           completion. CE->NSM: close; NSM answers CLOSED */
+	/* NSM -> CE only */
+	NK_OP_RX_DATA = 16,   /**< chunk/off/len filled for sock */
+	NK_OP_RX_FIN = 17,    /**< orderly end of stream on sock */
+	NK_OP_RX_ERR = 18,    /**< result = -errno (connection reset, ...) */
+	NK_OP_NEWCONN = 19,   /**< sock = listener; arg.conn = new NSM socket + peer */
+	NK_OP_CLOSED = 20,    /**< NSM released sock (after CLOSE or on its own) */
+	/* CE -> NSM only */
+	NK_OP_GRANT = 24,     /**< vm; len = count; arg.u32[0..len) = RX chunk ids */
+	NK_OP_RX_CREDIT = 25, /**< sock; len = rx ring entries given back */
+	NK_OP_MAX = 32
+};
+
+/** NQE flags */
+#define NK_NQF_COMPLETION 0x01u /**< this NQE completes an earlier request */
+#define NK_NQF_ACCEPT     0x02u /**< RX_DONE of an ACCEPT entry */
+
+/** Socket option carried inline. */
+struct nk_opt {
+	int32_t  level;
+	int32_t  name;
+	uint32_t vlen;      /**< value length in bytes (<= NK_OPT_INLINE inline) */
+	uint8_t  val[20];
+};
+#define NK_OPT_INLINE 20u
+
+/** socket() arguments (Linux values; type without SOCK_NONBLOCK/CLOEXEC). */
+struct nk_sockargs {
+	int32_t domain;
+	int32_t type;
+	int32_t protocol;
+};
+
+/** A connection accepted by the NSM: its NSM socket id and peer address. */
+struct nk_conn {
+	struct nk_addr peer;
+	uint32_t       id;  /**< NSM socket id of the new connection */
+};
+
+/** The queue element. 64 bytes, one cache line. */
+struct nk_nqe {
+	uint8_t  op;      /**< enum nk_op */
+	uint8_t  flags;   /**< NK_NQF_* */
+	uint16_t vm;      /**< VM index on NSM rings (stamped by the CE); 0 on VM rings */
+	uint32_t sock;    /**< guest socket id on VM rings, NSM socket id on NSM rings */
+	uint64_t cookie;  /**< chosen by the requester, echoed in the completion */
+	int32_t  result;  /**< completions: >= 0 value, < 0 -errno */
+	uint32_t chunk;   /**< chunk index in the VM region or NK_NO_CHUNK */
+	uint32_t off;     /**< byte offset inside the chunk */
+	uint32_t len;     /**< byte length (or a count, per op) */
+	union {
+		uint8_t            raw[32];
+		uint32_t           u32[8];
+		struct nk_addr     addr;
+		struct nk_opt      opt;
+		struct nk_sockargs sock;
+		struct nk_conn     conn;
+	} arg;
+};
+static_assert(sizeof(struct nk_nqe) == 64, "NQE is one cache line");
+static_assert(offsetof(struct nk_nqe, arg) == 32, "NQE arg at 32");
+static_assert(sizeof(struct nk_opt) == 32, "nk_opt fits arg");
+static_assert(sizeof(struct nk_conn) == 32, "nk_conn fits arg");
+
+/* ------------------------------------------------------------------ */
+/* Rings                                                               */
+
+/**
+ * SPSC ring header; the entries (nk_nqe[size]) follow it directly.
+ *
+ * Indices are free-running unsigned 32-bit counters, masked with size-1 on
+ * use. The wrap is safe because size is a power of two <= 2^31 and
+ * prod_tail - cons_head (mod 2^32) never exceeds size, so the difference is
+ * exact even after either counter wraps.
+ *
+ * need_wakeup: the consumer sets it (then a full fence, then re-checks the
+ * ring) before sleeping on its doorbell; the producer, after publishing
+ * prod_tail, reads it and rings the doorbell only when it is set. This is the
+ * io_uring SQ_NEED_WAKEUP pattern: no syscall while the consumer is awake.
+ */
+struct nk_ring_hdr {
+	_Alignas(NK_CACHELINE) uint32_t prod_tail; /**< producer only: next slot to fill */
+	uint8_t  pad0[NK_CACHELINE - 4];
+	_Alignas(NK_CACHELINE) uint32_t cons_head; /**< consumer only: next slot to read */
+	uint32_t need_wakeup;                      /**< consumer only: 1 = wake me */
+	uint8_t  pad1[NK_CACHELINE - 8];
+};
+static_assert(sizeof(struct nk_ring_hdr) == 128, "ring header is 2 lines");
+static_assert(offsetof(struct nk_ring_hdr, cons_head) == 64, "indices on separate lines");
+
+/** A channel: one request/response ring pair of a guest process (VM region)
+ *  or of an NSM (NSM region). "up" flows towards the CoreEngine. */
+struct nk_chan_hdr {
+	struct nk_ring_hdr up;   /**< guest/NSM produces, CE consumes */
+	/* up entries: nk_nqe[ring_entries] at up_off */
+	struct nk_ring_hdr down; /**< CE produces, guest/NSM consumes */
+	/* down entries: nk_nqe[ring_entries] at down_off */
+};
+static_assert(sizeof(struct nk_chan_hdr) == 256, "channel header");
+
+/* ------------------------------------------------------------------ */
+/* Socket slots (VM region only)                                       */
+
+/** Socket states written by the CoreEngine into nk_sock_slot.state. */
+enum nk_sock_state {
+	NK_SS_FREE = 0,
+	NK_SS_OPEN = 1,       /**< created, not connected */
+	NK_SS_BOUND = 2,
+	NK_SS_LISTENING = 3,
+	NK_SS_CONNECTING = 4,
+	NK_SS_CONNECTED = 5,
+	NK_SS_CLOSED = 6,     /**< NSM side gone (reset, NSM lost); error says why */
+};
+
+/** Slot flags (host line). */
+#define NK_SF_RX_FIN   0x01u /**< a FIN entry has been pushed */
+#define NK_SF_RESET    0x02u /**< connection reset / NSM lost: no more data */
+
+/** rx ring entry types */
+enum nk_rx_type {
+	NK_RX_DATA = 1,   /**< chunk/off/len */
+	NK_RX_FIN = 2,    /**< end of stream */
+	NK_RX_ERR = 3,    /**< val = errno (positive) */
+	NK_RX_ACCEPT = 4, /**< val = accepted guest socket id */
+};
+
+/** One entry of a socket's rx ring (host-written). */
+struct nk_rxent {
+	uint16_t type;  /**< enum nk_rx_type */
+	uint16_t pad;
+	uint32_t val;   /**< chunk index (DATA), errno (ERR), socket id (ACCEPT) */
+	uint32_t off;   /**< DATA: offset in chunk */
+	uint32_t len;   /**< DATA: bytes */
+};
+static_assert(sizeof(struct nk_rxent) == 16, "rx entry is 16 bytes");
+
+#define NK_SOCK_RX_ENTRIES 64u /**< per-socket rx ring = the receive credit */
+
+/**
+ * Per-socket shared state. Readiness lives here, not in a process, so that
+ * sockets shared by forked processes look the same from each of them.
+ */
+struct nk_sock_slot {
+	/* host line: CoreEngine writes, guests read */
+	_Alignas(NK_CACHELINE) uint32_t rx_tail; /**< rx ring producer index */
+	uint32_t gen;      /**< bumped on every allocation of this slot */
+	uint32_t state;    /**< enum nk_sock_state */
+	uint32_t flags;    /**< NK_SF_* */
+	uint32_t err_seq;  /**< bumped each time error is set */
+	int32_t  error;    /**< pending socket error (positive errno) */
+	uint32_t tx_done;  /**< bumped on every SEND_DONE for this socket */
+	uint8_t  pad0[NK_CACHELINE - 28];
+	/* addr line: CoreEngine writes, guests read */
+	_Alignas(NK_CACHELINE) struct nk_addr local;
+	uint32_t pad1;
+	struct nk_addr peer;
+	uint32_t pad2;
+	/* guest line: guests write, the CoreEngine reads rx_head only */
+	_Alignas(NK_CACHELINE) uint32_t rx_head; /**< rx ring consumer index */
+	uint32_t head_off; /**< bytes of the head DATA entry already read */
+	uint32_t lock;     /**< guest-only lock between guest processes */
+	uint8_t  pad3[NK_CACHELINE - 12];
+	/* rx ring entries, host-written */
+	struct nk_rxent rx[NK_SOCK_RX_ENTRIES];
+};
+static_assert(sizeof(struct nk_sock_slot) == 3 * 64 + 16 * NK_SOCK_RX_ENTRIES,
+	      "socket slot size");
+static_assert(offsetof(struct nk_sock_slot, local) == 64, "addr line");
+static_assert(offsetof(struct nk_sock_slot, rx_head) == 128, "guest line");
+
+/* ------------------------------------------------------------------ */
+/* Region header                                                       */
+
+enum nk_region_kind { NK_REGION_VM = 1, NK_REGION_NSM = 2 };
+
+/** Written once by the CoreEngine before the region is handed out. Guests
+ *  trust it (it is their device); the host never reads it back. */
+struct nk_region_hdr {
+	uint32_t magic;          /**< NK_ABI_MAGIC */
+	uint32_t version;        /**< NK_ABI_VERSION */
+	uint32_t kind;           /**< enum nk_region_kind */
+	uint32_t id;             /**< VM or NSM index in the CoreEngine */
+	uint64_t region_size;    /**< bytes */
+	char     name[NK_NAME_MAX];
+	uint8_t  ipv4[4];        /**< the VM's address (network order) */
+	uint32_t nchan;          /**< channels */
+	uint32_t ring_entries;   /**< entries per ring, power of two */
+	uint32_t chan_stride;    /**< bytes per channel (header + 2 rings) */
+	uint64_t chan_off;       /**< offset of channel 0 */
+	uint32_t nsocks;         /**< socket slots */
+	uint32_t sock_stride;    /**< sizeof(struct nk_sock_slot) */
+	uint64_t sock_off;       /**< offset of slot 0 */
+	uint32_t chunk_size;     /**< bytes per chunk, power of two */
+	uint32_t tx_per_chan;    /**< TX chunks per channel partition */
+	uint32_t nrx;            /**< RX chunks, after all TX chunks */
+	uint32_t pad;
+	uint64_t chunk_off;      /**< offset of chunk 0 (4 KiB aligned) */
+	uint8_t  reserved[NK_REGION_HDR_SIZE - 120];
+};
+static_assert(sizeof(struct nk_region_hdr) == NK_REGION_HDR_SIZE, "header is 4 KiB");
+
+/** Offsets of a channel's rings inside the channel (chan_stride bytes). */
+static inline uint64_t nk_chan_up_off(void) { return sizeof(struct nk_chan_hdr); }
+static inline uint64_t nk_chan_down_off(uint32_t ring_entries)
+{
+	return sizeof(struct nk_chan_hdr) + (uint64_t)ring_entries * sizeof(struct nk_nqe);
+}
+static inline uint64_t nk_chan_stride(uint32_t ring_entries)
+{
+	return sizeof(struct nk_chan_hdr) + 2ull * ring_entries * sizeof(struct nk_nqe);
+}
+
+/* ------------------------------------------------------------------ */
+/* Control socket messages (AF_UNIX SOCK_SEQPACKET)                    */
+
+#define NK_CTL_MAGIC 0x4e4b4354u /**< "NKCT" */
+
+enum nk_ctl_type {
+	NK_CTL_GUEST_HELLO = 1, /**< guest -> CE: vm name, pid */
+	NK_CTL_GUEST_WELCOME,   /**< CE -> guest: channel; fds: region, up, down */
+	NK_CTL_NSM_HELLO,       /**< NSM -> CE: nsm name, pid */
+	NK_CTL_NSM_WELCOME,     /**< CE -> NSM: nsm index; fds: region, up, down */
+	NK_CTL_VM_ATTACH,       /**< CE -> NSM: vm index, name, ipv4; fd: VM region */
+	NK_CTL_VM_DETACH,       /**< CE -> NSM: vm index */
+	NK_CTL_ERROR,           /**< CE -> any: status = -errno, text = why */
+	NK_CTL_COMMAND,         /**< nkctl -> CE: text = command line */
+	NK_CTL_REPLY,           /**< CE -> nkctl: text (a part); status on last */
+};
+
+/** Every control message. Fixed size; text is NUL-terminated. */
+struct nk_ctl_msg {
+	uint32_t magic;      /**< NK_CTL_MAGIC */
+	uint32_t type;       /**< enum nk_ctl_type */
+	int32_t  status;     /**< 0 or -errno */
+	uint32_t index;      /**< channel / nsm / vm index, per type */
+	uint32_t pid;        /**< sender pid (hello) */
+	uint32_t more;       /**< REPLY: 1 = more parts follow */
+	uint8_t  ipv4[4];    /**< VM_ATTACH: the VM's address */
+	char     name[NK_NAME_MAX];
+	char     text[3960]; /**< command / reply text / error text */
+};
+static_assert(sizeof(struct nk_ctl_msg) == 4020, "control message size");
+
+#endif /* NK_ABI_H */

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nk_ring.h - single-producer/single-consumer NQE rings (inline fast path).
+ *
+ * A struct nk_ring is a process-local view of one ring in shared memory. The
+ * geometry (size, mask) lives in the view, never re-read from shared memory,
+ * so a peer that scribbles over the ring header can at worst make us read
+ * garbage NQEs (which the receiver validates), never index out of bounds.
+ *
+ * Ordering: the producer writes entries, then publishes prod_tail with a
+ * release store; the consumer loads prod_tail with acquire before reading
+ * entries. The consumer copies entries out, then publishes cons_head with a
+ * release store so the producer may reuse the slots. That is all the ordering
+ * SPSC needs; the one full fence is in the need_wakeup handshake.
+ */
+#ifndef NK_RING_H
+#define NK_RING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "nk_abi.h"
+
+struct nk_ring {
+	struct nk_ring_hdr *hdr;  /**< shared header */
+	struct nk_nqe *ents;      /**< shared entries */
+	uint32_t size;            /**< entries, power of two (local copy) */
+	uint32_t mask;            /**< size - 1 */
+	uint32_t cached_other;    /**< last seen index of the other side */
+};
+
+static inline void nk_ring_view(struct nk_ring *r, void *hdr, void *ents, uint32_t size)
+{
+	r->hdr = (struct nk_ring_hdr *)hdr;
+	r->ents = (struct nk_nqe *)ents;
+	r->size = size;
+	r->mask = size - 1;
+	r->cached_other = 0;
+}
+
+/** Reset indices; only the creator does this, before handing the ring out. */
+static inline void nk_ring_reset(struct nk_ring *r)
+{
+	__atomic_store_n(&r->hdr->prod_tail, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->hdr->cons_head, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->hdr->need_wakeup, 0, __ATOMIC_RELEASE);
+}
+
+/* ---- producer side ---- */
+
+/** Free slots from the producer's point of view. A consumer that publishes a
+ *  cons_head beyond prod_tail (corrupt peer) is treated as "ring full". */
+static inline uint32_t nk_ring_free(struct nk_ring *r)
+{
+	uint32_t tail = r->hdr->prod_tail; /* our own word */
+	uint32_t head = __atomic_load_n(&r->hdr->cons_head, __ATOMIC_ACQUIRE);
+	uint32_t used = tail - head;
+	if (used > r->size)
+		return 0;
+	return r->size - used;
+}
+
+/** Copy up to n NQEs in; returns how many were enqueued (not yet visible). */
+static inline uint32_t nk_ring_enqueue_burst(struct nk_ring *r, const struct nk_nqe *nqe,
+					     uint32_t n)
+{
+	uint32_t room = nk_ring_free(r);
+	uint32_t tail = r->hdr->prod_tail;
+	if (n > room)
+		n = room;
+	for (uint32_t i = 0; i < n; i++)
+		r->ents[(tail + i) & r->mask] = nqe[i];
+	__atomic_store_n(&r->hdr->prod_tail, tail + n, __ATOMIC_RELEASE);
+	return n;
+}
+
+static inline bool nk_ring_enqueue(struct nk_ring *r, const struct nk_nqe *nqe)
+{
+	return nk_ring_enqueue_burst(r, nqe, 1) == 1;
+}
+
+/** After publishing: does the consumer want a doorbell? The full fence orders
+ *  our prod_tail store before the need_wakeup load (Dekker with the
+ *  consumer's need_wakeup store / prod_tail load). */
+static inline bool nk_ring_needs_wakeup(struct nk_ring *r)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(&r->hdr->need_wakeup, __ATOMIC_RELAXED) != 0;
+}
+
+/* ---- consumer side ---- */
+
+/** Entries ready to read. A producer whose prod_tail runs more than size
+ *  ahead (corrupt peer) is clamped to size: we then read garbage NQEs, which
+ *  the caller validates, but never stale slots out of bounds. */
+static inline uint32_t nk_ring_count(struct nk_ring *r)
+{
+	uint32_t head = r->hdr->cons_head; /* our own word */
+	uint32_t tail = __atomic_load_n(&r->hdr->prod_tail, __ATOMIC_ACQUIRE);
+	uint32_t n = tail - head;
+	return n > r->size ? r->size : n;
+}
+
+/** Copy up to n NQEs out and release their slots. */
+static inline uint32_t nk_ring_dequeue_burst(struct nk_ring *r, struct nk_nqe *out, uint32_t n)
+{
+	uint32_t avail = nk_ring_count(r);
+	uint32_t head = r->hdr->cons_head;
+	if (n > avail)
+		n = avail;
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = r->ents[(head + i) & r->mask];
+	__atomic_store_n(&r->hdr->cons_head, head + n, __ATOMIC_RELEASE);
+	return n;
+}
+
+static inline bool nk_ring_dequeue(struct nk_ring *r, struct nk_nqe *out)
+{
+	return nk_ring_dequeue_burst(r, out, 1) == 1;
+}
+
+/** Peek at the next NQE (copied) without consuming it. */
+static inline bool nk_ring_peek(struct nk_ring *r, struct nk_nqe *out)
+{
+	if (nk_ring_count(r) == 0)
+		return false;
+	*out = r->ents[r->hdr->cons_head & r->mask];
+	return true;
+}
+
+static inline void nk_ring_skip(struct nk_ring *r, uint32_t n)
+{
+	__atomic_store_n(&r->hdr->cons_head, r->hdr->cons_head + n, __ATOMIC_RELEASE);
+}
+
+/** Consumer about to sleep: announce it, then re-check. Returns true when the
+ *  ring is still empty (safe to sleep); false if work arrived meanwhile, in
+ *  which case the flag is cleared again. */
+static inline bool nk_ring_prepare_sleep(struct nk_ring *r)
+{
+	__atomic_store_n(&r->hdr->need_wakeup, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (nk_ring_count(r) != 0) {
+		__atomic_store_n(&r->hdr->need_wakeup, 0, __ATOMIC_RELAXED);
+		return false;
+	}
+	return true;
+}
+
+static inline void nk_ring_awake(struct nk_ring *r)
+{
+	__atomic_store_n(&r->hdr->need_wakeup, 0, __ATOMIC_RELAXED);
+}
+
+#endif /* NK_RING_H */
