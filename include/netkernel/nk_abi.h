@@ -254,7 +254,13 @@ struct nk_sock_slot {
 	uint32_t err_seq;  /**< bumped each time error is set */
 	int32_t  error;    /**< pending socket error (positive errno) */
 	uint32_t tx_done;  /**< bumped on every SEND_DONE for this socket */
-	uint8_t  pad0[NK_CACHELINE - 28];
+	uint32_t rx_start; /**< rx index where this incarnation's ring starts:
+	                        a guest adopting the socket (SOCKET completion,
+	                        ACCEPT entry) sets rx_head = rx_start, head_off = 0.
+	                        Until then the host treats any rx_head outside
+	                        [rx_start, rx_tail] as rx_start. Counters are
+	                        monotonic across slot reuse. */
+	uint8_t  pad0[NK_CACHELINE - 32];
 	/* addr line: CoreEngine writes, guests read */
 	_Alignas(NK_CACHELINE) struct nk_addr local;
 	uint32_t pad1;

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ce.h - CoreEngine internals (private to dataplane/ce_*.c).
+ *
+ * Everything here is host-private memory. Shared memory is only touched via
+ * the rings (which copy NQEs out) and the socket slots' host lines, which the
+ * CoreEngine alone writes.
+ */
+#ifndef NK_CE_H
+#define NK_CE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "netkernel/nk_abi.h"
+#include "netkernel/nk_ring.h"
+#include "nk_pool.h"
+#include "nk_region.h"
+
+#define CE_MAX_VMS   64
+#define CE_MAX_NSMS  16
+#define CE_MAX_CHAN  64          /* holders are a 64-bit mask */
+#define CE_CHAN_PENDING_MAX 64   /* control ops in flight per channel */
+#define CE_MAX_NSM_SOCK (1u << 20)
+#define CE_GRANT_TARGET 512      /* RX chunks an NSM keeps per VM */
+
+/* Private chunk states. */
+enum ce_chunk_state {
+	CE_CK_GUEST = 0,   /* TX: at its channel's process. RX: never */
+	CE_CK_HOST,        /* TX: at the NSM (send or getsockopt) */
+	CE_CK_FREE,        /* RX: in the CoreEngine's free pool */
+	CE_CK_GRANTED,     /* RX: in an NSM's stash */
+	CE_CK_AT_GUEST,    /* RX: in a socket's rx ring / being read */
+};
+
+/* Private socket states. */
+enum ce_sock_state {
+	CE_SK_FREE = 0,
+	CE_SK_OPENING,     /* SOCKET sent to the NSM */
+	CE_SK_OPEN,        /* mapped to an NSM socket */
+	CE_SK_CLOSING,     /* CLOSE sent, waiting for CLOSED */
+	CE_SK_DEAD,        /* NSM lost or reset; no NSM socket; guest still holds it */
+};
+
+struct ce_chan {
+	bool used;          /* a live process owns it */
+	bool dead;          /* process gone; reusable once drained */
+	uint32_t gen;       /* bumped on every allocation */
+	int ctl_fd;
+	pid_t pid;
+	int up_efd, down_efd;
+	struct nk_ring up, down;
+	uint32_t pending;     /* control ops in flight */
+	uint32_t tx_inflight; /* its TX chunks at the host */
+	bool wake;            /* wake it at the end of this round */
+};
+
+struct ce_sock {
+	uint8_t state;      /* enum ce_sock_state */
+	bool unclaimed;     /* accepted, not yet popped by a guest */
+	int8_t nsm;         /* serving NSM, -1 none */
+	uint32_t nsm_sock;
+	uint32_t parent;    /* listener of an unclaimed accepted socket */
+	uint64_t holders;   /* channels holding it */
+	uint32_t rx_tail;   /* private copy of the published rx_tail */
+	struct nk_addr connect_to;
+};
+
+struct ce_vm {
+	bool used;
+	uint32_t idx;
+	char name[NK_NAME_MAX];
+	uint8_t ip[4];
+	int nsm;            /* current NSM index */
+	char path[256];
+	struct nk_region reg;
+	struct ce_chan chan[CE_MAX_CHAN];
+	struct ce_sock *socks;   /* [nsocks] */
+	struct nk_pool sockfree; /* free slot ids */
+	uint8_t *ck_state;       /* [nchunks] */
+	int8_t *ck_nsm;          /* [nchunks]: NSM holding it (HOST/GRANTED) */
+	uint32_t *ck_sock;       /* [nchunks]: socket (AT_GUEST) */
+	struct nk_pool rxfree;
+	uint64_t bad_nqes;
+	uint64_t nqes_in, nqes_out;
+};
+
+struct ce_nsm_map {
+	uint16_t vm;
+	uint32_t sock;
+	bool used;
+};
+
+enum ce_nsm_state { CE_NSM_DOWN = 0, CE_NSM_STARTING, CE_NSM_UP };
+
+struct ce_nsm {
+	bool used;
+	uint32_t idx;
+	char name[NK_NAME_MAX];
+	char netns[64];
+	char stack[16];
+	char cc[16];
+	int state;
+	pid_t pid;
+	bool spawned;              /* we forked it: ours to kill and reap */
+	uint64_t start_ns;
+	uint64_t retry_after_ns;  /* failed start: refuse until then */
+	int ctl_fd;
+	int up_efd, down_efd;
+	char path[256];
+	struct nk_region reg;
+	struct nk_ring up, down;
+	bool wake;
+	bool attached[CE_MAX_VMS];
+	uint32_t granted[CE_MAX_VMS];
+	struct ce_nsm_map *map;   /* NSM socket id -> guest socket */
+	uint32_t map_len;
+	struct nk_nqe *ovf;       /* CE-originated NQEs waiting for ring room */
+	uint32_t ovf_len, ovf_cap;
+	uint32_t starts;
+};
+
+/* A pending control request (guest op forwarded to an NSM). */
+struct ce_pend {
+	bool used;
+	uint8_t op;
+	uint16_t vm, chan;
+	int8_t nsm;
+	uint32_t chan_gen;
+	uint32_t sock;      /* guest socket id */
+	uint32_t chunk;     /* getsockopt chunk or NK_NO_CHUNK */
+	uint64_t cookie;    /* the guest's */
+	uint32_t gen;
+};
+
+#define CE_MAX_PEND 8192
+
+enum ce_conn_kind { CE_CONN_NEW = 0, CE_CONN_GUEST, CE_CONN_NSM, CE_CONN_CLI };
+
+struct ce_conn {
+	int fd;
+	int kind;
+	uint32_t vm, chan, nsm;
+};
+
+struct ce {
+	char ctl_path[108];
+	char instance[32];
+	char nsm_bin[256];
+	uint32_t spin_us;
+	int listen_fd;
+	int epfd;
+	int sig_fd;
+	volatile int stop;
+	struct ce_vm vms[CE_MAX_VMS];
+	uint32_t nvms;
+	struct ce_nsm nsms[CE_MAX_NSMS];
+	uint32_t nnsms;
+	struct ce_pend pend[CE_MAX_PEND];
+	struct nk_pool pendfree;
+	struct ce_conn *conns;   /* indexed by fd */
+	int nconns;
+	struct nk_geom vm_geom;
+};
+
+/* epoll tags */
+#define CE_TAG(kind, a, b) (((uint64_t)(kind) << 56) | ((uint64_t)(a) << 28) | (uint64_t)(b))
+#define CE_TAG_KIND(t) ((unsigned)((t) >> 56))
+#define CE_TAG_A(t) ((uint32_t)(((t) >> 28) & 0xfffffff))
+#define CE_TAG_B(t) ((uint32_t)((t) & 0xfffffff))
+enum { CE_EV_LISTEN = 1, CE_EV_CONN, CE_EV_CHAN_EFD, CE_EV_NSM_EFD, CE_EV_SIGNAL };
+
+/* ce_main.c */
+uint64_t ce_now_ns(void);
+void ce_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int ce_epoll_add(struct ce *ce, int fd, uint64_t tag);
+void ce_epoll_del(struct ce *ce, int fd);
+
+/* ce_vm.c */
+int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen);
+int ce_vm_open(struct ce *ce, struct ce_vm *vm, char *err, size_t errlen);
+void ce_vm_close(struct ce *ce, struct ce_vm *vm);
+struct ce_vm *ce_vm_find(struct ce *ce, const char *name);
+int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_t *chan);
+void ce_chan_gone(struct ce *ce, struct ce_vm *vm, uint32_t c);
+void ce_chan_maybe_free(struct ce *ce, struct ce_vm *vm, uint32_t c);
+void ce_sock_drop_holder(struct ce *ce, struct ce_vm *vm, uint32_t s, uint32_t c);
+void ce_sock_release(struct ce *ce, struct ce_vm *vm, uint32_t s);
+void ce_sock_free(struct ce *ce, struct ce_vm *vm, uint32_t s);
+int ce_sock_alloc(struct ce_vm *vm, uint64_t holders, int nsm, uint32_t *out);
+void ce_sock_set_error(struct ce *ce, struct ce_vm *vm, uint32_t s, int err, bool dead);
+void ce_wake_holders(struct ce_vm *vm, uint32_t s);
+bool ce_rx_push(struct ce_vm *vm, uint32_t s, uint16_t type, uint32_t val, uint32_t off, uint32_t len);
+
+/* ce_nsm.c */
+int ce_nsm_add(struct ce *ce, const char *spec, char *err, size_t errlen);
+struct ce_nsm *ce_nsm_find(struct ce *ce, const char *name);
+int ce_nsm_start(struct ce *ce, struct ce_nsm *n);
+int ce_nsm_hello(struct ce *ce, struct ce_nsm *n, int ctl_fd, pid_t pid, char *err, size_t errlen);
+void ce_nsm_lost(struct ce *ce, struct ce_nsm *n, const char *why);
+void ce_nsm_send(struct ce *ce, struct ce_nsm *n, const struct nk_nqe *nqe);
+bool ce_nsm_has_room(struct ce_nsm *n);
+void ce_nsm_flush(struct ce *ce, struct ce_nsm *n);
+void ce_nsm_grant(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm);
+int ce_nsm_attach_vm(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm);
+int ce_nsm_map_set(struct ce_nsm *n, uint32_t id, uint16_t vm, uint32_t sock);
+struct ce_nsm_map *ce_nsm_map_get(struct ce_nsm *n, uint32_t id);
+void ce_nsm_stop_all(struct ce *ce);
+
+/* ce_switch.c */
+int ce_switch_round(struct ce *ce);
+void ce_guest_complete(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct nk_nqe *nqe);
+void ce_flush_wakes(struct ce *ce);
+uint32_t ce_pend_alloc(struct ce *ce);
+void ce_pend_fail_nsm(struct ce *ce, struct ce_nsm *n, int err);
+
+/* ce_ctl.c */
+int ce_ctl_listen(struct ce *ce, char *err, size_t errlen);
+void ce_ctl_accept(struct ce *ce);
+void ce_ctl_readable(struct ce *ce, int fd);
+void ce_ctl_close_conn(struct ce *ce, int fd);
+
+#endif /* NK_CE_H */

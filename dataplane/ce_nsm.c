@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ce_nsm.c - NSM lifecycle: definition, start (cold), registration, VM
+ * attachment, RX chunk grants, and cleanup when an NSM dies.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ce.h"
+#include "nk_ctl.h"
+
+static bool word_ok(const char *v, size_t max)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n >= max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(v[i] == '-' || v[i] == '_' || v[i] == '.' || (v[i] >= '0' && v[i] <= '9') ||
+		      (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z')))
+			return false;
+	return true;
+}
+
+/* Parse "name=tcp,netns=ns1,stack=kernel,cc=cubic". */
+int ce_nsm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
+{
+	char buf[256], *save = NULL;
+
+	if (ce->nnsms >= CE_MAX_NSMS) {
+		snprintf(err, errlen, "too many NSMs (max %d)", CE_MAX_NSMS);
+		return -ENOSPC;
+	}
+	struct ce_nsm *n = &ce->nsms[ce->nnsms];
+	memset(n, 0, sizeof(*n));
+	snprintf(n->stack, sizeof(n->stack), "kernel");
+	snprintf(n->cc, sizeof(n->cc), "cubic");
+	snprintf(buf, sizeof(buf), "%s", spec);
+	for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		if (!eq) {
+			snprintf(err, errlen, "--nsm '%s': expected key=value, got '%s'", spec, kv);
+			return -EINVAL;
+		}
+		*eq++ = '\0';
+		if (!strcmp(kv, "name") && word_ok(eq, sizeof(n->name)))
+			snprintf(n->name, sizeof(n->name), "%s", eq);
+		else if (!strcmp(kv, "netns") && word_ok(eq, sizeof(n->netns)))
+			snprintf(n->netns, sizeof(n->netns), "%s", eq);
+		else if (!strcmp(kv, "stack") && (!strcmp(eq, "kernel") || !strcmp(eq, "mptcp")))
+			snprintf(n->stack, sizeof(n->stack), "%s", eq);
+		else if (!strcmp(kv, "cc") && word_ok(eq, sizeof(n->cc)))
+			snprintf(n->cc, sizeof(n->cc), "%s", eq);
+		else {
+			snprintf(err, errlen, "--nsm '%s': bad or unknown key '%s' (keys: name, netns, stack=kernel|mptcp, cc)",
+				 spec, kv);
+			return -EINVAL;
+		}
+	}
+	if (!n->name[0]) {
+		snprintf(err, errlen, "--nsm '%s': needs name=", spec);
+		return -EINVAL;
+	}
+	if (ce_nsm_find(ce, n->name)) {
+		snprintf(err, errlen, "--nsm '%s': NSM %s defined twice", spec, n->name);
+		return -EEXIST;
+	}
+	n->idx = ce->nnsms++;
+	n->used = true;
+	n->ctl_fd = n->up_efd = n->down_efd = -1;
+	n->pid = -1;
+	return 0;
+}
+
+struct ce_nsm *ce_nsm_find(struct ce *ce, const char *name)
+{
+	for (uint32_t i = 0; i < ce->nnsms; i++)
+		if (ce->nsms[i].used && !strcmp(ce->nsms[i].name, name))
+			return &ce->nsms[i];
+	return NULL;
+}
+
+/* Fork and exec nk-nsm inside the NSM's network namespace. */
+int ce_nsm_start(struct ce *ce, struct ce_nsm *n)
+{
+	if (n->state != CE_NSM_DOWN)
+		return 0;
+	if (ce_now_ns() < n->retry_after_ns)
+		return -EAGAIN;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (n->netns[0]) {
+			char p[128];
+			snprintf(p, sizeof(p), "/run/netns/%s", n->netns);
+			int fd = open(p, O_RDONLY | O_CLOEXEC);
+			if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+				fprintf(stderr, "nk-coreengine: cannot enter netns %s for NSM %s: %s\n",
+					n->netns, n->name, strerror(errno));
+				_exit(127);
+			}
+			close(fd);
+		}
+		execl(ce->nsm_bin, ce->nsm_bin, "--ctl", ce->ctl_path, "--name", n->name,
+		      "--stack", n->stack, "--cc", n->cc, (char *)NULL);
+		fprintf(stderr, "nk-coreengine: cannot exec %s: %s\n", ce->nsm_bin, strerror(errno));
+		_exit(127);
+	}
+	n->pid = pid;
+	n->spawned = true;
+	n->state = CE_NSM_STARTING;
+	n->start_ns = ce_now_ns();
+	n->starts++;
+	ce_log("nsm %s: started pid %d (netns %s, stack %s, cc %s)", n->name, (int)pid,
+	       n->netns[0] ? n->netns : "-", n->stack, n->cc);
+	return 0;
+}
+
+int ce_nsm_hello(struct ce *ce, struct ce_nsm *n, int ctl_fd, pid_t pid, char *err, size_t errlen)
+{
+	struct nk_geom g;
+	int rc;
+
+	if (n->state == CE_NSM_UP) {
+		snprintf(err, errlen, "NSM %s is already registered (pid %d)", n->name, (int)n->pid);
+		return -EEXIST;
+	}
+	nk_geom_default(&g, NK_REGION_NSM);
+	snprintf(n->path, sizeof(n->path), "/dev/shm/nk-%s-nsm-%s", ce->instance, n->name);
+	unlink(n->path); /* a previous incarnation's region; rings must start empty */
+	rc = nk_region_create(&n->reg, n->path, &g, n->idx, n->name, NULL, err, errlen);
+	if (rc < 0)
+		return rc;
+	n->up_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	n->down_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (n->up_efd < 0 || n->down_efd < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		return -errno;
+	}
+	nk_region_up_ring(&n->reg, 0, &n->up);
+	nk_region_down_ring(&n->reg, 0, &n->down);
+	struct nk_ctl_msg m;
+	nk_ctl_init(&m, NK_CTL_NSM_WELCOME);
+	m.index = n->idx;
+	snprintf(m.name, sizeof(m.name), "%s", n->name);
+	int fds[3] = { n->reg.fd, n->up_efd, n->down_efd };
+	rc = nk_ctl_send(ctl_fd, &m, fds, 3);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot send welcome: %s", strerror(-rc));
+		return rc;
+	}
+	if (ce_epoll_add(ce, n->up_efd, CE_TAG(CE_EV_NSM_EFD, n->idx, 0)) < 0) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		return -errno;
+	}
+	n->ctl_fd = ctl_fd;
+	if (n->pid <= 0)
+		n->pid = pid; /* started by hand, not by us */
+	n->state = CE_NSM_UP;
+	n->ovf_len = 0;
+	memset(n->attached, 0, sizeof(n->attached));
+	memset(n->granted, 0, sizeof(n->granted));
+	ce_log("nsm %s: up (pid %d) after %.1f ms", n->name, (int)pid,
+	       n->start_ns ? (ce_now_ns() - n->start_ns) / 1e6 : 0.0);
+	for (uint32_t v = 0; v < ce->nvms; v++)
+		if (ce->vms[v].used && ce->vms[v].nsm == (int)n->idx)
+			ce_nsm_attach_vm(ce, n, &ce->vms[v]);
+	return 0;
+}
+
+int ce_nsm_attach_vm(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm)
+{
+	if (n->state != CE_NSM_UP || n->attached[vm->idx])
+		return 0;
+	struct nk_ctl_msg m;
+	nk_ctl_init(&m, NK_CTL_VM_ATTACH);
+	m.index = vm->idx;
+	memcpy(m.ipv4, vm->ip, 4);
+	snprintf(m.name, sizeof(m.name), "%s", vm->name);
+	int fd = vm->reg.fd;
+	int rc = nk_ctl_send(n->ctl_fd, &m, &fd, 1);
+	if (rc < 0)
+		return rc;
+	n->attached[vm->idx] = true;
+	ce_nsm_grant(ce, n, vm);
+	return 0;
+}
+
+/* Keep the NSM's stash for this VM near CE_GRANT_TARGET chunks. */
+void ce_nsm_grant(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm)
+{
+	uint32_t target = CE_GRANT_TARGET;
+	if (target > vm->reg.g.nrx / 2)
+		target = vm->reg.g.nrx / 2;
+	if (n->state != CE_NSM_UP || !n->attached[vm->idx] || n->granted[vm->idx] > target / 2)
+		return;
+	while (n->granted[vm->idx] < target && nk_pool_avail(&vm->rxfree) > 0) {
+		struct nk_nqe q = { .op = NK_OP_GRANT, .vm = (uint16_t)vm->idx, .sock = NK_NO_SOCK,
+				    .chunk = NK_NO_CHUNK };
+		uint32_t k = 0, id;
+		while (k < 8 && n->granted[vm->idx] < target && nk_pool_get(&vm->rxfree, &id)) {
+			q.arg.u32[k++] = id;
+			vm->ck_state[id] = CE_CK_GRANTED;
+			vm->ck_nsm[id] = (int8_t)n->idx;
+			n->granted[vm->idx]++;
+		}
+		q.len = k;
+		ce_nsm_send(ce, n, &q);
+	}
+}
+
+bool ce_nsm_has_room(struct ce_nsm *n)
+{
+	return n->state == CE_NSM_UP && n->ovf_len == 0 && nk_ring_free(&n->down) > 0;
+}
+
+/* CE->NSM: straight into the ring, or the private overflow queue when the
+ * ring is full (CoreEngine-originated NQEs: CLOSE, GRANT, RX_CREDIT; their
+ * number is bounded by sockets and chunks). Order is kept. */
+void ce_nsm_send(struct ce *ce, struct ce_nsm *n, const struct nk_nqe *nqe)
+{
+	(void)ce;
+	if (n->state != CE_NSM_UP)
+		return;
+	if (n->ovf_len == 0 && nk_ring_enqueue(&n->down, nqe)) {
+		n->wake = true;
+		return;
+	}
+	if (n->ovf_len == n->ovf_cap) {
+		uint32_t cap = n->ovf_cap ? n->ovf_cap * 2 : 256;
+		struct nk_nqe *p = realloc(n->ovf, cap * sizeof(*p));
+		if (!p) {
+			ce_log("nsm %s: out of memory for its overflow queue", n->name);
+			return;
+		}
+		n->ovf = p;
+		n->ovf_cap = cap;
+	}
+	n->ovf[n->ovf_len++] = *nqe;
+}
+
+void ce_nsm_flush(struct ce *ce, struct ce_nsm *n)
+{
+	(void)ce;
+	if (n->state != CE_NSM_UP || n->ovf_len == 0)
+		return;
+	uint32_t k = nk_ring_enqueue_burst(&n->down, n->ovf, n->ovf_len);
+	if (k) {
+		memmove(n->ovf, n->ovf + k, (n->ovf_len - k) * sizeof(*n->ovf));
+		n->ovf_len -= k;
+		n->wake = true;
+	}
+}
+
+int ce_nsm_map_set(struct ce_nsm *n, uint32_t id, uint16_t vm, uint32_t sock)
+{
+	if (id >= CE_MAX_NSM_SOCK)
+		return -ERANGE;
+	if (id >= n->map_len) {
+		uint32_t len = n->map_len ? n->map_len : 1024;
+		while (len <= id)
+			len *= 2;
+		struct ce_nsm_map *p = realloc(n->map, len * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		memset(p + n->map_len, 0, (len - n->map_len) * sizeof(*p));
+		n->map = p;
+		n->map_len = len;
+	}
+	if (n->map[id].used)
+		return -EEXIST;
+	n->map[id] = (struct ce_nsm_map){ .vm = vm, .sock = sock, .used = true };
+	return 0;
+}
+
+struct ce_nsm_map *ce_nsm_map_get(struct ce_nsm *n, uint32_t id)
+{
+	if (id >= n->map_len || !n->map[id].used)
+		return NULL;
+	return &n->map[id];
+}
+
+/* The NSM is gone (EOF on its control socket or it exited). Everything it
+ * held is failed or taken back; guests see ECONNRESET on its sockets. */
+void ce_nsm_lost(struct ce *ce, struct ce_nsm *n, const char *why)
+{
+	if (n->state == CE_NSM_DOWN)
+		return;
+	ce_log("nsm %s: lost (%s)", n->name, why);
+	if (n->up_efd >= 0) {
+		ce_epoll_del(ce, n->up_efd);
+		close(n->up_efd);
+	}
+	if (n->down_efd >= 0)
+		close(n->down_efd);
+	if (n->ctl_fd >= 0)
+		ce_ctl_close_conn(ce, n->ctl_fd);
+	n->up_efd = n->down_efd = n->ctl_fd = -1;
+	if (n->reg.base) {
+		nk_region_unmap(&n->reg);
+		unlink(n->path);
+	}
+	bool was_up = n->state == CE_NSM_UP;
+	n->state = CE_NSM_DOWN;
+	n->ovf_len = 0;
+	if (!was_up) /* died before registering: do not respawn in a tight loop */
+		n->retry_after_ns = ce_now_ns() + 1000000000ull;
+	ce_pend_fail_nsm(ce, n, ECONNRESET);
+	for (uint32_t v = 0; v < ce->nvms; v++) {
+		struct ce_vm *vm = &ce->vms[v];
+		if (!vm->used)
+			continue;
+		uint32_t nck = nk_geom_nchunks(&vm->reg.g);
+		for (uint32_t i = 0; i < nck; i++) {
+			if (vm->ck_nsm[i] != (int8_t)n->idx)
+				continue;
+			if (vm->ck_state[i] == CE_CK_GRANTED) {
+				vm->ck_state[i] = CE_CK_FREE;
+				nk_pool_put(&vm->rxfree, i);
+			} else if (vm->ck_state[i] == CE_CK_HOST) {
+				/* A TX chunk in the dead NSM's send queue. */
+				uint32_t c = i / vm->reg.g.tx_per_chan;
+				struct nk_nqe q = { .op = NK_OP_SEND_DONE, .flags = NK_NQF_COMPLETION,
+						    .sock = NK_NO_SOCK, .chunk = i, .result = -ECONNRESET };
+				vm->ck_state[i] = CE_CK_GUEST;
+				vm->chan[c].tx_inflight--;
+				ce_guest_complete(ce, vm, c, &q);
+				ce_chan_maybe_free(ce, vm, c);
+			}
+		}
+		for (uint32_t s = 0; s < vm->reg.g.nsocks; s++) {
+			struct ce_sock *sk = &vm->socks[s];
+			if (sk->state == CE_SK_FREE || sk->nsm != (int8_t)n->idx)
+				continue;
+			if (sk->state == CE_SK_CLOSING || sk->holders == 0) {
+				ce_sock_free(ce, vm, s);
+				continue;
+			}
+			sk->state = CE_SK_DEAD;
+			sk->nsm = -1;
+			ce_sock_set_error(ce, vm, s, ECONNRESET, true);
+		}
+		n->granted[v] = 0;
+		n->attached[v] = false;
+	}
+	for (uint32_t i = 0; i < n->map_len; i++)
+		n->map[i].used = false;
+}
+
+void ce_nsm_stop_all(struct ce *ce)
+{
+	for (uint32_t i = 0; i < ce->nnsms; i++) {
+		struct ce_nsm *n = &ce->nsms[i];
+		pid_t pid = n->pid;
+		if (n->state != CE_NSM_DOWN)
+			ce_nsm_lost(ce, n, "CoreEngine stopping");
+		if (pid > 0 && n->spawned) {
+			kill(pid, SIGTERM);
+			for (int t = 0; t < 100 && waitpid(pid, NULL, WNOHANG) == 0; t++)
+				usleep(10000);
+			if (waitpid(pid, NULL, WNOHANG) == 0) {
+				kill(pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+			}
+		}
+		n->pid = -1;
+		n->spawned = false;
+	}
+}
