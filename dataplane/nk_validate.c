@@ -42,6 +42,11 @@ int nk_validate_guest_nqe(const struct nk_geom *g, uint32_t chan, const struct n
 		BAD("unknown or host-only flags");
 	if (n->op != NK_OP_SOCKET && n->sock >= g->nsocks)
 		BAD("socket id out of range");
+	/* Only these ops carry a chunk; any other must say so, so that no
+	 * garbage index is ever forwarded. */
+	if (n->chunk != NK_NO_CHUNK && n->op != NK_OP_SEND && n->op != NK_OP_GETSOCKOPT &&
+	    n->op != NK_OP_RX_DONE)
+		BAD("chunk given for an op that carries none");
 	switch (n->op) {
 	case NK_OP_SOCKET:
 		if (n->arg.sock.domain != AF_INET && n->arg.sock.domain != AF_INET6)
