@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nk_sl.h - ServiceLib internals: the NSM side of the NetKernel protocol.
+ *
+ * One thread. The ServiceLib consumes the NSM channel's down ring (requests
+ * from the CoreEngine), turns them into nk_stack operations, and produces the
+ * up ring (completions, received data, new connections). All state is private
+ * memory; shared memory is only read through copied NQEs and written as chunk
+ * payload (RX chunks granted to us, GETSOCKOPT result chunks).
+ */
+#ifndef NK_SL_H
+#define NK_SL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "netkernel/nk_abi.h"
+#include "netkernel/nk_ring.h"
+#include "nk_region.h"
+#include "nk_stack.h"
+
+#define NK_SL_MAX_VMS   65536u     /* nqe.vm is 16 bits */
+#define NK_SL_MAX_SOCKS (1u << 20) /* socket ids we hand out */
+#define NK_SL_TXQ_MAX   4096u      /* queued SEND/SHUTDOWN per socket (CE caps at 32) */
+#define NK_SL_BACKLOG_SOFT 4096u   /* stop consuming the down ring beyond this */
+#define NK_SL_RX_BURST  16u        /* recvs per socket per event, for fairness */
+#define NK_SL_CLOSE_LINGER_NS (30ull * 1000000000ull) /* CLOSE flush limit */
+
+/** One attached VM: its mapped region and the RX chunks granted to us. */
+struct nk_sl_vm {
+	uint16_t index;
+	char name[NK_NAME_MAX];
+	uint8_t ipv4[4];           /* network order; 0.0.0.0 = no address */
+	struct nk_region reg;
+	uint32_t nchunks;          /* TX + RX chunks: every valid index is below */
+	uint32_t chunk_size;
+	uint32_t *stash;           /* granted, unused RX chunks (LIFO) */
+	uint32_t nstash;
+	uint8_t *in_stash;         /* per chunk: catches a chunk granted twice */
+	bool starved;              /* a socket stopped reading for lack of chunks */
+};
+
+enum nk_sl_state {
+	NK_SLS_FREE = 0,
+	NK_SLS_OPEN,       /* created (maybe bound) */
+	NK_SLS_LISTENING,
+	NK_SLS_CONNECTING,
+	NK_SLS_CONNECTED,
+};
+
+enum nk_sl_txkind { NK_TXQ_SEND = 1, NK_TXQ_SHUTDOWN = 2 };
+
+/** A queued SEND (chunk owned by us until SEND_DONE) or an ordered SHUTDOWN. */
+struct nk_sl_txq {
+	struct nk_nqe req;  /* the request as received (echoed on completion) */
+	uint32_t done;      /* SEND: bytes already written */
+	uint8_t kind;
+};
+
+struct nk_sl_sock {
+	uint32_t id;
+	uint16_t vm;
+	uint8_t state;     /* enum nk_sl_state */
+	bool stream;       /* SOCK_STREAM (else SOCK_DGRAM) */
+	int domain;        /* AF_INET / AF_INET6 */
+	bool bound;
+	bool rx_stop;      /* FIN/error delivered: never read again */
+	bool closing;      /* CLOSE received: flushing, then CLOSED */
+	bool stash_wait;   /* reading stopped for lack of RX chunks */
+	int64_t h;         /* stack handle */
+	uint32_t rx_out;   /* rx entries posted minus RX_CREDIT */
+	uint32_t events;   /* events currently asked from the stack */
+	int tx_err;        /* sticky send error (negative), fails later SENDs */
+	bool conn_pending; /* a CONNECT waits for its completion */
+	struct nk_nqe conn_req;
+	struct nk_sl_txq *q; /* ring buffer of queued SEND/SHUTDOWN */
+	uint32_t qhead, qcount, qcap;
+	uint64_t close_deadline;
+	uint32_t next_free;  /* free list link */
+};
+
+struct nk_sl {
+	const struct nk_stack_ops *ops;
+	struct nk_stack *st;
+	const char *name;
+	const char *cc;
+	bool mptcp;
+	bool allow_guest_cc;
+	uint32_t spin_us;
+
+	int ctl, epfd, sigfd, up_efd, down_efd;
+	uint32_t index;            /* our NSM index in the CE */
+	struct nk_region nreg;
+	struct nk_ring up, down;
+	bool kick;                 /* up ring produced since the last doorbell check */
+
+	struct nk_sl_vm **vms;     /* NK_SL_MAX_VMS entries, NULL = not attached */
+
+	struct nk_sl_sock **socks; /* by id; stable pointers */
+	uint32_t nsocks_cap, free_head, nused, nclosing;
+
+	/* NQEs that did not fit the up ring, in order. Everything produced goes
+	 * behind them, so order towards the CE is kept. */
+	struct nk_nqe *bl;
+	uint32_t bl_head, bl_count, bl_cap;
+
+	bool stop;                 /* SIGTERM/SIGINT or CE gone */
+	uint64_t n_invalid;        /* NQEs that failed validation */
+};
+
+/* nk_sl_ctl.c: control socket, VMs, the up ring */
+int nk_sl_ctl_hello(struct nk_sl *sl, const char *path, char *err, size_t errlen);
+int nk_sl_ctl_drain(struct nk_sl *sl);
+struct nk_sl_vm *nk_sl_vm_find(struct nk_sl *sl, uint16_t vm);
+void nk_sl_vm_detach_all(struct nk_sl *sl);
+void nk_sl_post(struct nk_sl *sl, const struct nk_nqe *nqe);
+bool nk_sl_can_produce(struct nk_sl *sl);
+int nk_sl_flush_backlog(struct nk_sl *sl);
+void nk_sl_kick(struct nk_sl *sl);
+void nk_sl_complete(struct nk_sl *sl, const struct nk_nqe *req, int32_t result);
+void nk_sl_log(struct nk_sl *sl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* nk_sl_sock.c: socket table and the data path */
+struct nk_sl_sock *nk_sl_sock_new(struct nk_sl *sl, uint16_t vm);
+struct nk_sl_sock *nk_sl_sock_get(struct nk_sl *sl, const struct nk_nqe *nqe);
+void nk_sl_sock_drop(struct nk_sl *sl, struct nk_sl_sock *s, bool post_closed);
+void nk_sl_sock_update(struct nk_sl *sl, struct nk_sl_sock *s);
+void nk_sl_sock_send(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe *req);
+void nk_sl_sock_shutdown(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe *req);
+void nk_sl_sock_close(struct nk_sl *sl, struct nk_sl_sock *s);
+void nk_sl_sock_event(void *arg, uint32_t id, uint32_t events);
+void nk_sl_vm_wake(struct nk_sl *sl, struct nk_sl_vm *v);
+void nk_sl_check_closing(struct nk_sl *sl, uint64_t now);
+void nk_sl_drop_vm_socks(struct nk_sl *sl, uint16_t vm);
+void nk_sl_socks_fini(struct nk_sl *sl);
+uint64_t nk_sl_now_ns(void);
+
+/* nk_sl_ops.c: one down-ring NQE */
+void nk_sl_dispatch(struct nk_sl *sl, const struct nk_nqe *nqe);
+void nk_sl_addr_from_sa(struct nk_addr *a, const struct sockaddr_storage *ss);
+int nk_sl_addr_to_sa(const struct nk_addr *a, struct sockaddr_storage *ss, socklen_t *len);
+
+#endif /* NK_SL_H */
