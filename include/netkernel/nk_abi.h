@@ -97,7 +97,9 @@ enum nk_op {
 	NK_OP_GETSOCKOPT = 7, /**< arg.opt; result = value length, value inline, or
 	                           in chunk (off 0) when chunk != NK_NO_CHUNK */
 	/* data */
-	NK_OP_SEND = 8,       /**< chunk/off/len; completion = SEND_DONE */
+	NK_OP_SEND = 8,       /**< chunk/off/len; completion = SEND_DONE. For
+	                           datagram sockets arg.addr, when its family is
+	                           set, is the destination (sendto) */
 	NK_OP_SEND_DONE = 9,  /**< chunk returned; result = bytes or -errno */
 	NK_OP_RX_DONE = 10,   /**< guest consumed one rx ring entry; chunk returned
 	                           (or NK_NO_CHUNK); for an ACCEPT entry arg.u32[0]
@@ -105,11 +107,13 @@ enum nk_op {
 	NK_OP_CLOSE = 11,     /**< guest: drop this channel's reference; no
 	                           completion. CE->NSM: close; NSM answers CLOSED */
 	/* NSM -> CE only */
-	NK_OP_RX_DATA = 16,   /**< chunk/off/len filled for sock */
+	NK_OP_RX_DATA = 16,   /**< chunk/off/len filled for sock; datagram
+	                           sockets: arg.addr = the sender */
 	NK_OP_RX_FIN = 17,    /**< orderly end of stream on sock */
 	NK_OP_RX_ERR = 18,    /**< result = -errno (connection reset, ...) */
 	NK_OP_NEWCONN = 19,   /**< sock = listener; arg.conn = new NSM socket + peer */
-	NK_OP_CLOSED = 20,    /**< NSM released sock (after CLOSE or on its own) */
+	NK_OP_CLOSED = 20,    /**< NSM released sock (after CLOSE or on its own);
+	                           not a completion: no NK_NQF_COMPLETION */
 	/* CE -> NSM only */
 	NK_OP_GRANT = 24,     /**< vm; len = count; arg.u32[0..len) = RX chunk ids */
 	NK_OP_RX_CREDIT = 25, /**< sock; len = rx ring entries given back */
