@@ -24,6 +24,7 @@
 #define CE_CHAN_PENDING_MAX 64   /* control ops in flight per channel */
 #define CE_MAX_NSM_SOCK (1u << 20)
 #define CE_GRANT_TARGET 512      /* RX chunks an NSM keeps per VM */
+#define CE_CHAN_BAD_MAX 1024     /* invalid NQEs before a channel is cut off */
 
 /* Private chunk states. */
 enum ce_chunk_state {
@@ -54,6 +55,7 @@ struct ce_chan {
 	uint32_t pending;     /* control ops in flight */
 	uint32_t tx_inflight; /* its TX chunks at the host */
 	bool wake;            /* wake it at the end of this round */
+	uint32_t bad;         /* invalid NQEs seen on it */
 };
 
 struct ce_sock {

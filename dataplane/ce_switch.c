@@ -273,6 +273,15 @@ static int chan_round(struct ce *ce, struct ce_vm *vm, uint32_t c)
 	while (k < CE_BURST && nk_ring_peek(&ch->up, &n)) {
 		if (nk_validate_guest_nqe(&vm->reg.g, c, &n, &why) < 0) {
 			bad_nqe(vm, c, &n, why);
+			/* A process that keeps writing garbage would make us spend
+			 * CPU on it forever: cut it off, as if it had died. */
+			if (++ch->bad > CE_CHAN_BAD_MAX) {
+				ce_log("vm %s chan %u: pid %d posted %u invalid NQEs; disconnecting it",
+				       vm->name, c, (int)ch->pid, ch->bad);
+				ce_ctl_close_conn(ce, ch->ctl_fd);
+				ce_chan_gone(ce, vm, c);
+				return k;
+			}
 		} else if (!guest_nqe(ce, vm, c, &n)) {
 			break; /* no room downstream: leave it for a later round */
 		}

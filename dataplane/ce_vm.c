@@ -155,6 +155,7 @@ int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_
 		ch->up_efd = up;
 		ch->down_efd = down;
 		ch->wake = false;
+		ch->bad = 0;
 		nk_region_up_ring(&vm->reg, c, &ch->up);
 		nk_region_down_ring(&vm->reg, c, &ch->down);
 		nk_ring_reset(&ch->up);
