@@ -47,6 +47,7 @@ enum ce_sock_state {
 struct ce_chan {
 	bool used;          /* a live process owns it */
 	bool dead;          /* process gone; reusable once drained */
+	bool exiting;       /* process gone; still draining its up ring */
 	uint32_t gen;       /* bumped on every allocation */
 	int ctl_fd;
 	pid_t pid;
@@ -186,6 +187,7 @@ void ce_vm_close(struct ce *ce, struct ce_vm *vm);
 struct ce_vm *ce_vm_find(struct ce *ce, const char *name);
 int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_t *chan);
 void ce_chan_gone(struct ce *ce, struct ce_vm *vm, uint32_t c);
+void ce_chan_finish(struct ce *ce, struct ce_vm *vm, uint32_t c);
 void ce_chan_maybe_free(struct ce *ce, struct ce_vm *vm, uint32_t c);
 void ce_sock_drop_holder(struct ce *ce, struct ce_vm *vm, uint32_t s, uint32_t c);
 void ce_sock_release(struct ce *ce, struct ce_vm *vm, uint32_t s);

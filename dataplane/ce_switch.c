@@ -37,7 +37,7 @@ void ce_guest_complete(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct
 {
 	(void)ce;
 	struct ce_chan *ch = &vm->chan[c];
-	if (!ch->used)
+	if (!ch->used || ch->exiting)
 		return; /* process gone: nobody to tell */
 	/* Room is guaranteed: pending ops + TX chunks per channel < ring size. */
 	if (!nk_ring_enqueue(&ch->down, nqe)) {
@@ -279,7 +279,7 @@ static int chan_round(struct ce *ce, struct ce_vm *vm, uint32_t c)
 				ce_log("vm %s chan %u: pid %d posted %u invalid NQEs; disconnecting it",
 				       vm->name, c, (int)ch->pid, ch->bad);
 				ce_ctl_close_conn(ce, ch->ctl_fd);
-				ce_chan_gone(ce, vm, c);
+				ce_chan_finish(ce, vm, c); /* drop the rest unread */
 				return k;
 			}
 		} else if (!guest_nqe(ce, vm, c, &n)) {
@@ -289,6 +289,8 @@ static int chan_round(struct ce *ce, struct ce_vm *vm, uint32_t c)
 		vm->nqes_in++;
 		k++;
 	}
+	if (ch->exiting && nk_ring_count(&ch->up) == 0)
+		ce_chan_finish(ce, vm, c);
 	return k;
 }
 

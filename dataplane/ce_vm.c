@@ -149,6 +149,7 @@ int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_
 		}
 		ch->used = true;
 		ch->dead = false;
+		ch->exiting = false;
 		ch->gen++;
 		ch->ctl_fd = ctl_fd;
 		ch->pid = pid;
@@ -177,18 +178,34 @@ int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_
 	return -EUSERS;
 }
 
-/* The process on channel c is gone: drop its references. */
+/* The process on channel c is gone. What it posted before dying still
+ * counts (the kernel, too, delivers data a process wrote before exit), so
+ * the up ring is drained first; ce_chan_finish then drops its references. */
 void ce_chan_gone(struct ce *ce, struct ce_vm *vm, uint32_t c)
+{
+	struct ce_chan *ch = &vm->chan[c];
+	if (!ch->used || ch->exiting)
+		return;
+	ch->exiting = true;
+	ch->ctl_fd = -1;
+	ce_epoll_del(ce, ch->up_efd);
+	if (nk_ring_count(&ch->up) == 0)
+		ce_chan_finish(ce, vm, c);
+}
+
+void ce_chan_finish(struct ce *ce, struct ce_vm *vm, uint32_t c)
 {
 	struct ce_chan *ch = &vm->chan[c];
 	if (!ch->used)
 		return;
-	ce_epoll_del(ce, ch->up_efd);
+	if (!ch->exiting)
+		ce_epoll_del(ce, ch->up_efd);
 	close(ch->up_efd);
 	close(ch->down_efd);
 	ch->up_efd = ch->down_efd = -1;
 	ch->ctl_fd = -1;
 	ch->used = false;
+	ch->exiting = false;
 	ch->dead = true;
 	for (uint32_t s = 0; s < vm->reg.g.nsocks; s++)
 		if (vm->socks[s].state != CE_SK_FREE && (vm->socks[s].holders >> c & 1))
