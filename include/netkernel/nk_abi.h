@@ -95,7 +95,8 @@ enum nk_op {
 	                           after earlier SENDs on the socket */
 	NK_OP_SETSOCKOPT = 6, /**< arg.opt (value inline) */
 	NK_OP_GETSOCKOPT = 7, /**< arg.opt; result = value length, value inline, or
-	                           in chunk (off 0) when chunk != NK_NO_CHUNK */
+	                           in chunk (off 0) when chunk != NK_NO_CHUNK; the
+	                           completion hands that same chunk back */
 	/* data */
 	NK_OP_SEND = 8,       /**< chunk/off/len; completion = SEND_DONE. For
 	                           datagram sockets arg.addr, when its family is
@@ -273,7 +274,9 @@ struct nk_sock_slot {
 	/* guest line: guests write, the CoreEngine reads rx_head only */
 	_Alignas(NK_CACHELINE) uint32_t rx_head; /**< rx ring consumer index */
 	uint32_t head_off; /**< bytes of the head DATA entry already read */
-	uint32_t lock;     /**< guest-only lock between guest processes */
+	uint32_t lock;     /**< guest-only lock between guest processes: the
+	                        holder's pid, 0 = free, so a lock left by a
+	                        process that died can be taken over */
 	uint8_t  pad3[NK_CACHELINE - 12];
 	/* rx ring entries, host-written */
 	struct nk_rxent rx[NK_SOCK_RX_ENTRIES];

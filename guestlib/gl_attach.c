@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gl_attach.c - joining the VM: control connection, region, channel.
+ *
+ * The first AF_INET/AF_INET6 socket() of a process says GUEST_HELLO to the
+ * CoreEngine and receives its channel: the VM region fd and the two doorbell
+ * eventfds. The control connection then stays open for the life of the
+ * process, because its EOF is how the CoreEngine learns the process died and
+ * can reclaim the channel.
+ */
+#include "nk_gl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nk_ctl.h"
+
+struct nk_gl_proc nk_gl = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.ctl_fd = -1, .up_efd = -1, .down_efd = -1,
+};
+
+/* Seconds to wait for the WELCOME: a CoreEngine that accepted but hangs must
+ * not hang the application's socket() forever. */
+#define NK_GL_WELCOME_TIMEOUT_S 10
+
+/* One line per process, however many socket() calls fail. */
+static void nk_gl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void nk_gl_warn(const char *fmt, ...)
+{
+	if (nk_gl.warned)
+		return;
+	nk_gl.warned = true;
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	/* write(), not stdio: no buffering surprises, no locks held by a caller */
+	ssize_t w = REAL(write)(2, buf, (size_t)n);
+	(void)w;
+}
+
+bool nk_gl_is_internal(int fd)
+{
+	return fd >= 0 && (fd == nk_gl.ctl_fd || fd == nk_gl.up_efd || fd == nk_gl.down_efd);
+}
+
+/* The application wants this fd number (dup2 onto it): move ours away. */
+int nk_gl_protect_fd(int fd)
+{
+	int nfd = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 3);
+	if (nfd < 0)
+		return -errno;
+	if (fd == nk_gl.ctl_fd)
+		nk_gl.ctl_fd = nfd;
+	else if (fd == nk_gl.up_efd)
+		nk_gl.up_efd = nfd;
+	else
+		nk_gl.down_efd = nfd;
+	REAL(close)(fd);
+	return 0;
+}
+
+static void nk_gl_close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			REAL(close)(fds[i]);
+}
+
+static int nk_gl_hello(int ctl, const char *vm, int fds[3], uint32_t *chan)
+{
+	struct nk_ctl_msg m;
+	int nfds = 0;
+
+	nk_ctl_init(&m, NK_CTL_GUEST_HELLO);
+	snprintf(m.name, sizeof(m.name), "%s", vm);
+	m.pid = (uint32_t)getpid();
+	int r = nk_ctl_send(ctl, &m, NULL, 0);
+	if (r < 0) {
+		nk_gl_warn("netkernel: cannot talk to CoreEngine at %s: %s", nk_ctl_path(), strerror(-r));
+		return r;
+	}
+	struct timeval tv = { .tv_sec = NK_GL_WELCOME_TIMEOUT_S };
+	(void)REAL(setsockopt)(ctl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	r = nk_ctl_recv(ctl, &m, fds, 3, &nfds);
+	if (r < 0) {
+		if (r == -EAGAIN || r == -EWOULDBLOCK)
+			r = -ETIMEDOUT;
+		nk_gl_warn("netkernel: no answer from CoreEngine at %s: %s", nk_ctl_path(), strerror(-r));
+		return r;
+	}
+	tv.tv_sec = 0;
+	(void)REAL(setsockopt)(ctl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (m.type == NK_CTL_ERROR) {
+		nk_gl_close_fds(fds, nfds);
+		/* status is -errno; anything else is a protocol violation */
+		int e = (m.status < 0 && m.status > -4096) ? -m.status : EPROTO;
+		nk_gl_warn("netkernel: CoreEngine refused VM '%s': %s", vm,
+			   m.text[0] ? m.text : strerror(e));
+		return -e;
+	}
+	if (m.type != NK_CTL_GUEST_WELCOME || m.status != 0 || nfds != 3) {
+		nk_gl_close_fds(fds, nfds);
+		nk_gl_warn("netkernel: unexpected answer from CoreEngine at %s (type %u, %d fds)",
+			   nk_ctl_path(), m.type, nfds);
+		return -EPROTO;
+	}
+	*chan = m.index;
+	return 0;
+}
+
+int nk_gl_attach(void)
+{
+	if (nk_gl.state == NK_GL_ATTACHED)
+		return 0;
+	if (nk_gl.state == NK_GL_DEAD) {
+		nk_gl_warn("netkernel: lost the CoreEngine at %s", nk_ctl_path());
+		return -ECONNREFUSED;
+	}
+	const char *vm = getenv("NK_VM");
+	if (!vm || !*vm) {
+		nk_gl_warn("netkernel: NK_VM is not set; run the program with nkrun "
+			   "(or set NK_VM=<vm> and NK_CTL=<control socket>)");
+		return -ENETDOWN;
+	}
+	if (strlen(vm) >= NK_NAME_MAX) {
+		nk_gl_warn("netkernel: NK_VM '%s' is longer than %d bytes", vm, NK_NAME_MAX - 1);
+		return -ENAMETOOLONG;
+	}
+	const char *path = nk_ctl_path();
+	/* nk_ctl_connect calls socket/connect/close: they reach our interposers
+	 * with AF_UNIX / non-NetKernel fds and pass straight through. */
+	int ctl = nk_ctl_connect(path);
+	if (ctl < 0) {
+		nk_gl_warn("netkernel: cannot reach CoreEngine at %s: %s (is nk-coreengine running?)",
+			   path, strerror(-ctl));
+		return ctl;
+	}
+	int fds[3] = { -1, -1, -1 };
+	uint32_t chan = 0;
+	int r = nk_gl_hello(ctl, vm, fds, &chan);
+	if (r < 0) {
+		REAL(close)(ctl);
+		return r;
+	}
+	char err[256];
+	struct nk_region reg;
+	r = nk_region_map_fd(&reg, fds[0], NK_REGION_VM, err, sizeof(err));
+	if (r < 0) {
+		nk_gl_warn("netkernel: bad NK device from CoreEngine at %s: %s", path, err);
+		nk_gl_close_fds(fds, 3);
+		REAL(close)(ctl);
+		return r;
+	}
+	/* The mapping outlives the fd; one fewer internal fd to protect. */
+	REAL(close)(reg.fd);
+	reg.fd = -1;
+	if (chan >= reg.g.nchan) {
+		nk_gl_warn("netkernel: CoreEngine gave channel %u of %u", chan, reg.g.nchan);
+		nk_region_unmap(&reg);
+		nk_gl_close_fds(fds + 1, 2);
+		REAL(close)(ctl);
+		return -EPROTO;
+	}
+	struct nk_gl_sock **owner = calloc(reg.g.tx_per_chan, sizeof(*owner));
+	if (!owner || nk_pool_init(&nk_gl.pool, nk_geom_tx_first(&reg.g, chan), reg.g.tx_per_chan) < 0) {
+		free(owner);
+		nk_region_unmap(&reg);
+		nk_gl_close_fds(fds + 1, 2);
+		REAL(close)(ctl);
+		return -ENOMEM;
+	}
+	/* We only ever read down_efd after poll() said so, but two threads may
+	 * both see it readable: non-blocking keeps the loser from hanging. */
+	int fl = REAL(fcntl)(fds[2], F_GETFL);
+	if (fl >= 0)
+		(void)REAL(fcntl)(fds[2], F_SETFL, fl | O_NONBLOCK);
+	nk_gl.reg = reg;
+	nk_gl.chan = chan;
+	nk_gl.ctl_fd = ctl;
+	nk_gl.up_efd = fds[1];
+	nk_gl.down_efd = fds[2];
+	nk_gl.tx_owner = owner;
+	nk_gl.nchunks = nk_geom_nchunks(&reg.g);
+	nk_region_up_ring(&reg, chan, &nk_gl.up);
+	nk_region_down_ring(&reg, chan, &nk_gl.down);
+	nk_gl.pid = (uint32_t)getpid();
+	nk_gl.state = NK_GL_ATTACHED;
+	return 0;
+}
+
+/* ---- fork ---- */
+
+static void nk_gl_atfork_prepare(void) { nk_gl_lock(); }
+static void nk_gl_atfork_parent(void) { nk_gl_unlock(); }
+
+/* The child must not share the parent's channel (one producer per ring) and
+ * must not keep the parent's control connection open (the CoreEngine would
+ * never see the parent die). It re-attaches on its next socket(). Sockets it
+ * inherited are marked stale: no channel of the child holds them. */
+static void nk_gl_atfork_child(void)
+{
+	pthread_mutex_init(&nk_gl.lock, NULL);
+	if (nk_gl.state == NK_GL_DETACHED)
+		return;
+	int fds[3] = { nk_gl.ctl_fd, nk_gl.up_efd, nk_gl.down_efd };
+	nk_gl_close_fds(fds, 3);
+	nk_gl.ctl_fd = nk_gl.up_efd = nk_gl.down_efd = -1;
+	nk_gl_fd_mark_stale();
+	/* Pending requests belong to the parent's channel. The parent's TX pool
+	 * and region mapping stay as they are (stale sockets point into it). */
+	nk_gl.reqs = NULL;
+	nk_gl.sleepers = 0;
+	nk_gl.tx_owner = NULL;
+	memset(&nk_gl.pool, 0, sizeof(nk_gl.pool));
+	nk_gl.state = NK_GL_DETACHED;
+	nk_gl.warned = false;
+}
+
+__attribute__((constructor)) static void nk_gl_attach_init(void)
+{
+	pthread_atfork(nk_gl_atfork_prepare, nk_gl_atfork_parent, nk_gl_atfork_child);
+}

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gl_opt.c - socket options, names, fcntl and ioctl on NetKernel sockets.
+ *
+ * Options that describe the socket object itself (type, domain, errors,
+ * timeouts) are answered locally: the host has nothing to add and a round
+ * trip would only cost latency. Everything else is forwarded to the NSM's
+ * real socket, value inline (<= NK_OPT_INLINE bytes) or, for large
+ * getsockopt values such as TCP_INFO, through one of our TX chunks.
+ */
+#include "nk_gl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+static int nk_gl_put_int(void *val, socklen_t *len, int v)
+{
+	if (!len || *len > 0x7fffffff)
+		return -EINVAL;
+	socklen_t n = *len < sizeof(int) ? *len : sizeof(int);
+	if (val)
+		memcpy(val, &v, n);
+	*len = n;
+	return 0;
+}
+
+static int nk_gl_get_local(struct nk_gl_sock *s, int name, void *val, socklen_t *len)
+{
+	switch (name) {
+	case SO_ERROR: {
+		/* A failed connect's own error first; either way the error
+		 * counts as reported, so POLLERR stops. */
+		int e = s->so_error;
+		s->so_error = 0;
+		uint32_t seq = __atomic_load_n(&s->slot->err_seq, __ATOMIC_ACQUIRE);
+		int32_t se = __atomic_load_n(&s->slot->error, __ATOMIC_RELAXED);
+		if (!e && seq != s->seen_err_seq && se > 0 && se < 4096)
+			e = se;
+		s->seen_err_seq = seq;
+		if (s->conn == NK_GL_CONN_FAILED)
+			s->conn = NK_GL_CONN_NONE; /* a new connect may be tried */
+		s->ev_seq++;
+		return nk_gl_put_int(val, len, e);
+	}
+	case SO_TYPE: return nk_gl_put_int(val, len, s->type);
+	case SO_DOMAIN: return nk_gl_put_int(val, len, s->domain);
+	case SO_PROTOCOL:
+		return nk_gl_put_int(val, len, s->protocol ? s->protocol :
+					       s->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP);
+	case SO_ACCEPTCONN: return nk_gl_put_int(val, len, s->listening);
+	case SO_RCVTIMEO:
+	case SO_SNDTIMEO: {
+		struct timeval tv = name == SO_RCVTIMEO ? s->rcvtimeo : s->sndtimeo;
+		if (!len || *len > 0x7fffffff)
+			return -EINVAL;
+		socklen_t n = *len < sizeof(tv) ? *len : sizeof(tv);
+		if (val)
+			memcpy(val, &tv, n);
+		*len = n;
+		return 0;
+	}
+	}
+	return 1; /* not local */
+}
+
+int nk_gl_getsockopt(struct nk_gl_sock *s, int level, int name, void *val, socklen_t *len)
+{
+	if (!len)
+		return -EFAULT;
+	if (level == SOL_SOCKET) {
+		int r = nk_gl_get_local(s, name, val, len);
+		if (r <= 0)
+			return r;
+	}
+	if (*len > 0x7fffffff)
+		return -EINVAL;
+	if (nk_gl_slot_bad(s))
+		return (s->corrupt || s->stale) ? -EIO : -ECONNRESET;
+	struct nk_nqe q = { .op = NK_OP_GETSOCKOPT, .sock = s->id, .chunk = NK_NO_CHUNK }, resp;
+	uint32_t want = *len, cs = nk_gl.reg.g.chunk_size;
+	q.arg.opt.level = level;
+	q.arg.opt.name = name;
+	q.arg.opt.vlen = want < NK_OPT_INLINE ? want : NK_OPT_INLINE;
+	uint32_t chunk = NK_NO_CHUNK;
+	/* Large values come back in a chunk of ours; if none is free now,
+	 * fall back to the inline (truncated) value rather than block. */
+	if (want > NK_OPT_INLINE && nk_pool_get(&nk_gl.pool, &chunk)) {
+		q.chunk = chunk;
+		q.arg.opt.vlen = want < cs ? want : cs;
+		memset(nk_region_chunk(&nk_gl.reg, chunk), 0, q.arg.opt.vlen);
+	}
+	uint32_t asked = q.arg.opt.vlen;
+	int e = nk_gl_request(&q, &resp);
+	if (e == 0 && resp.result < 0)
+		e = resp.result > -4096 ? resp.result : -EIO;
+	if (e == 0 && (uint32_t)resp.result > asked)
+		e = -EIO; /* longer than the room we gave: protocol violation */
+	if (e == 0) {
+		uint32_t n = (uint32_t)resp.result;
+		if (val)
+			memcpy(val, chunk != NK_NO_CHUNK ? nk_region_chunk(&nk_gl.reg, chunk)
+							 : resp.arg.opt.val, n);
+		*len = n;
+	}
+	/* The chunk came back with the completion (or never left us). */
+	if (chunk != NK_NO_CHUNK && (e != -ECONNRESET || nk_gl.state == NK_GL_ATTACHED))
+		(void)nk_pool_put(&nk_gl.pool, chunk);
+	return e;
+}
+
+static int nk_gl_set_timeo(struct timeval *dst, const void *val, socklen_t len)
+{
+	struct timeval tv;
+	if (!val || len < sizeof(tv))
+		return -EINVAL;
+	memcpy(&tv, val, sizeof(tv));
+	if (tv.tv_usec < 0 || tv.tv_usec >= 1000000)
+		return -EDOM;
+	if (tv.tv_sec < 0)
+		tv.tv_sec = tv.tv_usec = 0; /* Linux: negative = no timeout */
+	*dst = tv;
+	return 0;
+}
+
+int nk_gl_setsockopt(struct nk_gl_sock *s, int level, int name, const void *val, socklen_t len)
+{
+	if (level == SOL_SOCKET && name == SO_RCVTIMEO)
+		return nk_gl_set_timeo(&s->rcvtimeo, val, len);
+	if (level == SOL_SOCKET && name == SO_SNDTIMEO)
+		return nk_gl_set_timeo(&s->sndtimeo, val, len);
+	if (level == SOL_SOCKET && (name == SO_TYPE || name == SO_DOMAIN || name == SO_PROTOCOL ||
+				    name == SO_ERROR || name == SO_ACCEPTCONN))
+		return -ENOPROTOOPT; /* read-only, as in Linux */
+	if (len > NK_OPT_INLINE)
+		return -EINVAL; /* no option GuestLib forwards needs more */
+	if (len && !val)
+		return -EFAULT;
+	if (nk_gl_slot_bad(s))
+		return (s->corrupt || s->stale) ? -EIO : -ECONNRESET;
+	struct nk_nqe q = { .op = NK_OP_SETSOCKOPT, .sock = s->id, .chunk = NK_NO_CHUNK }, resp;
+	q.arg.opt.level = level;
+	q.arg.opt.name = name;
+	q.arg.opt.vlen = len;
+	if (len)
+		memcpy(q.arg.opt.val, val, len);
+	int e = nk_gl_request(&q, &resp);
+	if (e == 0 && resp.result < 0)
+		e = resp.result > -4096 ? resp.result : -EIO;
+	return e < 0 ? e : 0;
+}
+
+int nk_gl_getname(struct nk_gl_sock *s, bool peer, struct sockaddr *sa, socklen_t *len)
+{
+	if (!len)
+		return -EFAULT;
+	if (nk_gl_slot_bad(s) && (s->corrupt || s->stale))
+		return -EIO;
+	struct nk_addr a;
+	/* Copy first: the host may rewrite the line while we convert it. */
+	memcpy(&a, peer ? &s->slot->peer : &s->slot->local, sizeof(a));
+	if (peer && a.family == 0)
+		return -ENOTCONN;
+	return nk_gl_addr_to_sa(s, &a, sa, len);
+}
+
+int nk_gl_fcntl(struct nk_gl_sock *s, int fd, int cmd, unsigned long arg)
+{
+	switch (cmd) {
+	case F_GETFL:
+		return O_RDWR | (s->nonblock ? O_NONBLOCK : 0);
+	case F_SETFL:
+		/* O_NONBLOCK is GuestLib state; the eventfd stays non-blocking. */
+		s->nonblock = (arg & O_NONBLOCK) != 0;
+		s->ev_seq++;
+		return 0;
+	default: {
+		/* F_GETFD/F_SETFD and the rest act on the reserved fd itself. */
+		int r = REAL(fcntl)(fd, cmd, arg);
+		return r < 0 ? -errno : r;
+	}
+	}
+}
+
+int nk_gl_ioctl(struct nk_gl_sock *s, unsigned long req, void *arg)
+{
+	switch (req) {
+	case FIONBIO: {
+		int v;
+		if (!arg)
+			return -EFAULT;
+		memcpy(&v, arg, sizeof(v));
+		s->nonblock = v != 0;
+		return 0;
+	}
+	case FIONREAD: { /* = SIOCINQ */
+		if (!arg)
+			return -EFAULT;
+		if (s->listening)
+			return -EINVAL;
+		int v = (int)nk_gl_rx_bytes(s);
+		memcpy(arg, &v, sizeof(v));
+		return 0;
+	}
+	case SIOCOUTQ: {
+		if (!arg)
+			return -EFAULT;
+		int v = (int)(s->tx_inflight * nk_gl.reg.g.chunk_size);
+		memcpy(arg, &v, sizeof(v));
+		return 0;
+	}
+	case SIOCATMARK: {
+		int v = 0;
+		if (!arg)
+			return -EFAULT;
+		memcpy(arg, &v, sizeof(v));
+		return 0;
+	}
+	}
+	return -ENOTTY;
+}

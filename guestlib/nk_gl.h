@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nk_gl.h - GuestLib internals (never installed, never exported).
+ *
+ * GuestLib is an LD_PRELOAD library: gl_intercept.c defines the libc socket
+ * entry points (exports.map keeps every other symbol local) and forwards
+ * NetKernel fds to the nk_gl_* cores below; everything else goes to the real
+ * libc function found with dlsym(RTLD_NEXT).
+ *
+ * Concurrency model
+ *   - One process mutex (nk_gl.lock) guards all process-local state: the
+ *     channel (up ring production, down ring consumption), the TX pool,
+ *     pending requests, socket objects and epoll interest lists. Blocking
+ *     calls drop it only inside nk_gl_wait(), while asleep in poll().
+ *   - The fd table is read without the lock (one atomic load) so that the
+ *     interposers cost non-NetKernel fds, including the AF_UNIX control
+ *     socket GuestLib itself uses, a single load; writes happen under the
+ *     lock and are re-checked under it by every NetKernel operation.
+ *   - The socket slot's guest line is shared by the processes of one VM
+ *     (fork): its `lock` word serialises rx ring consumption between them.
+ *
+ * Error conventions: nk_gl_* cores return >= 0 or -errno; the interposers
+ * turn that into -1/errno.
+ *
+ * Documented decisions
+ *   - NK_VM unset: socket(AF_INET*) fails with ENETDOWN ("Network is down")
+ *     and one stderr line; it is not a caller error, so not EINVAL.
+ *   - Reserved fds are eventfds opened close-on-exec: a program exec'd with
+ *     inherited NetKernel sockets sees EBADF on them (its own GuestLib has no
+ *     channel holding those sockets).
+ *   - fork(): the child closes the parent's control connection and doorbells
+ *     and re-attaches on its next socket(); sockets inherited from the parent
+ *     fail with EIO (protocol gap, see the report) but can be closed.
+ *   - A blocking call interrupted by a signal returns EINTR (as without
+ *     SA_RESTART); a blocking connect interrupted keeps connecting.
+ *   - The CoreEngine going away (control socket EOF) makes every NetKernel
+ *     call fail with ECONNRESET instead of hanging.
+ */
+#ifndef NK_GL_H
+#define NK_GL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "netkernel/nk_abi.h"
+#include "netkernel/nk_ring.h"
+#include "nk_pool.h"
+#include "nk_region.h"
+
+/* ------------------------------------------------------------------ */
+/* Real libc functions (gl_real.c)                                     */
+
+#define NK_GL_REAL_LIST(X)                                                     \
+	X(socket) X(bind) X(listen) X(accept) X(accept4) X(connect) X(send)    \
+	X(sendto) X(sendmsg) X(recv) X(recvfrom) X(recvmsg) X(read) X(write)   \
+	X(readv) X(writev) X(close) X(shutdown) X(setsockopt) X(getsockopt)    \
+	X(getsockname) X(getpeername) X(fcntl) X(fcntl64) X(ioctl) X(poll)     \
+	X(ppoll) X(select) X(pselect) X(epoll_create) X(epoll_create1)         \
+	X(epoll_ctl) X(epoll_wait) X(epoll_pwait) X(dup) X(dup2) X(dup3)       \
+	X(sendfile) X(sendfile64) X(__read_chk) X(__recv_chk)                  \
+	X(__recvfrom_chk) X(__poll_chk) X(__ppoll_chk) X(eventfd)
+
+enum nk_gl_sym {
+#define NK_GL_ENUM(fn) NK_GL_SYM_##fn,
+	NK_GL_REAL_LIST(NK_GL_ENUM)
+#undef NK_GL_ENUM
+	NK_GL_SYM_COUNT
+};
+
+void *nk_gl_sym(enum nk_gl_sym idx);
+/** REAL(read)(fd, buf, n): the next definition of read after GuestLib. */
+#define REAL(fn) ((__typeof__(fn) *)nk_gl_sym(NK_GL_SYM_##fn))
+
+/* glibc's fortify entry points have no public prototypes. */
+ssize_t __read_chk(int fd, void *buf, size_t nbytes, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+		       __SOCKADDR_ARG addr, socklen_t *addrlen);
+int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *ts,
+		const sigset_t *ss, size_t fdslen);
+void __chk_fail(void) __attribute__((noreturn));
+
+/* ------------------------------------------------------------------ */
+/* Sockets                                                             */
+
+#define NK_GL_SOCK_TX_MAX 32u /* SEND chunks in flight per socket (ARCHITECTURE.md) */
+
+enum nk_gl_conn { NK_GL_CONN_NONE, NK_GL_CONN_PENDING, NK_GL_CONN_DONE, NK_GL_CONN_FAILED };
+
+/** A pending request waiting for its completion on the down ring. */
+struct nk_gl_req {
+	struct nk_gl_req *next;
+	uint64_t cookie;
+	uint8_t op;
+	bool done;
+	struct nk_gl_sock *sock; /* async CONNECT: the socket to update */
+	struct nk_nqe resp;      /* the completion, copied */
+};
+
+/** One NetKernel socket as this process sees it. Shared by every fd of the
+ *  process that refers to it (dup); freed when refs drops to 0. */
+struct nk_gl_sock {
+	uint32_t id;              /* guest socket id = slot index (< nsocks) */
+	struct nk_sock_slot *slot;
+	int domain, type, protocol;
+	uint32_t nfds;            /* fd table entries pointing here */
+	uint32_t refs;            /* nfds + in-flight chunks + requests + callers */
+	bool nonblock;            /* O_NONBLOCK is per open file: shared by dups */
+	bool listening;
+	bool shut_rd, shut_wr;
+	bool eof;                 /* this process consumed the FIN entry */
+	bool stale;               /* inherited over fork: no channel holds it */
+	bool corrupt;             /* shared state failed validation: EIO */
+	uint8_t conn;             /* enum nk_gl_conn */
+	int so_error;             /* local pending error (failed async connect) */
+	int send_err;             /* error of a failed SEND_DONE, for the next send */
+	uint32_t seen_err_seq;    /* slot err_seq last reported */
+	uint32_t tx_inflight;     /* SEND chunks at the host */
+	uint32_t ev_seq;          /* local readiness changes (edge-triggered epoll) */
+	struct timeval rcvtimeo, sndtimeo;
+	struct nk_gl_req conn_req;
+};
+
+/* ------------------------------------------------------------------ */
+/* Process state                                                       */
+
+enum nk_gl_state { NK_GL_DETACHED = 0, NK_GL_ATTACHED = 1, NK_GL_DEAD = 2 };
+
+struct nk_gl_proc {
+	pthread_mutex_t lock;
+	int state;                /* enum nk_gl_state */
+	int ctl_fd, up_efd, down_efd;
+	uint32_t chan;
+	struct nk_region reg;
+	struct nk_ring up, down;
+	struct nk_pool pool;      /* free chunks of this channel's TX partition */
+	struct nk_gl_sock **tx_owner; /* per partition chunk: socket of a SEND */
+	uint32_t nchunks;         /* chunks in the region (bounds checks) */
+	uint64_t next_cookie;
+	struct nk_gl_req *reqs;   /* pending requests */
+	int sleepers;             /* threads asleep in nk_gl_wait */
+	uint32_t tx_seq;          /* SEND_DONEs processed (ET epoll POLLOUT) */
+	uint32_t pid;             /* cached for the slot lock */
+	bool warned;              /* the one stderr line was printed */
+	uint64_t bad_nqes;        /* completions that failed validation */
+};
+
+extern struct nk_gl_proc nk_gl;
+
+static inline void nk_gl_lock(void) { pthread_mutex_lock(&nk_gl.lock); }
+static inline void nk_gl_unlock(void) { pthread_mutex_unlock(&nk_gl.lock); }
+
+/* gl_attach.c */
+int nk_gl_attach(void);                 /* under lock; 0 or -errno */
+bool nk_gl_is_internal(int fd);         /* control socket or doorbell */
+int nk_gl_protect_fd(int fd);           /* move an internal fd off `fd` */
+
+/* gl_fd.c: the fd table */
+#define NK_GL_FD_MAX (1 << 20)
+struct nk_gl_sock *nk_gl_fd_peek(int fd);        /* lock-free */
+int nk_gl_fd_set(int fd, struct nk_gl_sock *s);  /* under lock */
+void nk_gl_fd_clear(int fd);                     /* under lock */
+void nk_gl_fd_mark_stale(void);                  /* fork child */
+/** Look up fd; if NetKernel: lock taken, reference held, returns it. NULL:
+ *  not a NetKernel fd, lock not held. */
+struct nk_gl_sock *nk_gl_get(int fd);
+void nk_gl_put(struct nk_gl_sock *s);             /* drops ref and lock */
+void nk_gl_sock_unref(struct nk_gl_sock *s);      /* under lock */
+/** Drop fd's mapping (close/dup2 over it): CLOSE when the last fd goes. */
+void nk_gl_fd_drop(int fd);
+int nk_gl_reserve_fd(void);                      /* eventfd, or -errno */
+int nk_gl_close(int fd);
+int nk_gl_dup(int oldfd, int newfd, int flags, int mode);
+struct nk_gl_sock *nk_gl_sock_new(uint32_t id, int domain, int type, int protocol);
+
+/* gl_chan.c: the channel */
+int nk_gl_post(struct nk_nqe *q);       /* under lock; may drop it briefly */
+void nk_gl_drain(void);                  /* under lock */
+int nk_gl_request(struct nk_nqe *q, struct nk_nqe *resp); /* sync op */
+uint64_t nk_gl_cookie(void);
+/** Block until check(arg) is true. Under lock (dropped while asleep).
+ *  deadline NULL = forever. kfds: kernel fds to watch as well.
+ *  Returns 1 check true, 2 a kernel fd is ready, 0 timed out, -EINTR,
+ *  -ECONNRESET if the CoreEngine is gone. */
+int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline,
+	       struct pollfd *kfds, nfds_t nk, const sigset_t *sigmask);
+void nk_gl_deadline(struct timespec *dl, long ms);     /* now + ms */
+bool nk_gl_timeval_deadline(const struct timeval *tv, struct timespec *dl);
+bool nk_gl_slot_bad(struct nk_gl_sock *s);       /* corrupt/stale checks */
+
+/* gl_sock.c: control path */
+int nk_gl_socket(int domain, int type, int protocol);
+int nk_gl_bind(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len);
+int nk_gl_listen(struct nk_gl_sock *s, int backlog);
+int nk_gl_connect(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len);
+int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int flags);
+int nk_gl_shutdown(struct nk_gl_sock *s, int how);
+int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len,
+		     struct nk_addr *out);
+int nk_gl_addr_to_sa(const struct nk_gl_sock *s, const struct nk_addr *a,
+		     struct sockaddr *sa, socklen_t *len);
+void nk_gl_slot_lock(struct nk_sock_slot *sl);
+void nk_gl_slot_unlock(struct nk_sock_slot *sl);
+
+/* gl_opt.c: options, names, fcntl, ioctl */
+int nk_gl_getsockopt(struct nk_gl_sock *s, int level, int name, void *val, socklen_t *len);
+int nk_gl_setsockopt(struct nk_gl_sock *s, int level, int name, const void *val,
+		     socklen_t len);
+int nk_gl_getname(struct nk_gl_sock *s, bool peer, struct sockaddr *sa, socklen_t *len);
+int nk_gl_fcntl(struct nk_gl_sock *s, int fd, int cmd, unsigned long arg);
+int nk_gl_ioctl(struct nk_gl_sock *s, unsigned long req, void *arg);
+
+/* gl_io.c: data path */
+ssize_t nk_gl_sendv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, int flags);
+ssize_t nk_gl_recvv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, int flags);
+ssize_t nk_gl_sendfile(struct nk_gl_sock *s, int in_fd, off_t *off, size_t count);
+uint32_t nk_gl_rx_bytes(struct nk_gl_sock *s);
+
+/* gl_poll.c: readiness, poll, select */
+uint32_t nk_gl_readiness(struct nk_gl_sock *s);  /* POLL* bits, under lock */
+bool nk_gl_writable(struct nk_gl_sock *s);
+int nk_gl_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+	       const sigset_t *mask, bool *handled);
+int nk_gl_select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timespec *ts,
+		 const sigset_t *mask, bool *handled);
+
+/* gl_epoll.c */
+int nk_gl_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev, bool *handled);
+int nk_gl_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout,
+		     const sigset_t *mask, bool *handled);
+void nk_gl_epoll_forget_fd(int fd);      /* under lock: fd closed */
+void nk_gl_epoll_close(int epfd);        /* epfd closed */
+extern int nk_gl_nep;                    /* epoll instances with NK entries */
+
+#endif /* NK_GL_H */
