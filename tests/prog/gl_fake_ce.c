@@ -118,8 +118,11 @@ static uint32_t alloc_sock(int ch)
 		socks[i].used = true;
 		socks[i].chan = ch;
 		struct nk_sock_slot *sl = nk_region_slot(&reg, i);
-		/* continue the ring where the last user left it */
-		uint32_t head = __atomic_load_n(&sl->rx_head, __ATOMIC_ACQUIRE);
+		/* As the CoreEngine does (nk_abi.h, rx_start): the counters are
+		 * monotonic across reuse; the new incarnation starts at our own
+		 * rx_tail and the guest adopts it by setting rx_head = rx_start. */
+		uint32_t head = sl->rx_tail;
+		sl->rx_start = head;
 		memset(&sl->local, 0, sizeof(sl->local));
 		memset(&sl->peer, 0, sizeof(sl->peer));
 		sl->flags = 0;
@@ -143,8 +146,10 @@ static void set_addr(struct nk_addr *a, const char *ip, uint16_t port)
 static bool push_ent(uint32_t s, uint16_t type, uint32_t val, uint32_t off, uint32_t len)
 {
 	struct nk_sock_slot *sl = nk_region_slot(&reg, s);
-	uint32_t tail = sl->rx_tail;
-	if (tail - __atomic_load_n(&sl->rx_head, __ATOMIC_ACQUIRE) >= NK_SOCK_RX_ENTRIES)
+	uint32_t tail = sl->rx_tail, head = __atomic_load_n(&sl->rx_head, __ATOMIC_ACQUIRE);
+	if (head - sl->rx_start > tail - sl->rx_start) /* not adopted yet */
+		head = sl->rx_start;
+	if (tail - head >= NK_SOCK_RX_ENTRIES)
 		return false;
 	sl->rx[tail & (NK_SOCK_RX_ENTRIES - 1)] = (struct nk_rxent){ .type = type, .val = val,
 								     .off = off, .len = len };
