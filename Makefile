@@ -80,7 +80,9 @@ test: all
 	BUILD=$(BUILD) tests/run.sh
 
 # The sanitizer build lives apart so it never mixes objects with the normal one.
-test-asan:
+# The normal build is needed too: curl cannot run with libasan preloaded, so
+# it gets the plain GuestLib (tb_plain_guest).
+test-asan: all
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
 	BUILD=build-asan NK_ASAN=1 tests/run.sh
 

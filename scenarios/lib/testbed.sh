@@ -467,14 +467,29 @@ tb_netkernel_up() {
 }
 
 tb_guest() {
-	tb__fg "${TB_GUEST_TIMEOUT:-300}" "$TB_BUILD/bin/nkrun" --vm "${TB_VM:-vm1}" --ctl "$NK_CTL" --netns "$(tb_ns guest)" -- "$@"
+	tb__fg "${TB_GUEST_TIMEOUT:-300}" "$TB_BUILD/bin/nkrun" --vm "${TB_VM:-vm1}" --ctl "$NK_CTL" \
+		--netns "$(tb_ns guest)" ${TB_GUEST_LIB:+--lib "$TB_GUEST_LIB"} -- "$@"
+}
+
+# A third-party program that cannot run with the ASan runtime preloaded (curl
+# hangs in setlocale under LD_PRELOAD=libasan.so, with or without GuestLib):
+# under NK_ASAN=1 it gets the normal build's GuestLib and no ASan runtime; the
+# CoreEngine and NSM it talks to stay instrumented.
+tb_plain_guest() {
+	if [ "${NK_ASAN:-0}" = 1 ]; then
+		local lib=$TB_ROOT/build/lib/libnkguest.so
+		[ -f "$lib" ] || tb_fail "NK_ASAN=1 needs the normal build's $lib (make all)"
+		TB_GUEST_LIB=$lib NK_PRELOAD_EXTRA= tb_guest "$@"
+	else
+		tb_guest "$@"
+	fi
 }
 
 tb_guest_bg() {
 	local log=${1:?tb_guest_bg LOGFILE cmd...}
 	shift
 	tb_bg root "$log" "$TB_BUILD/bin/nkrun" --vm "${TB_VM:-vm1}" --ctl "$NK_CTL" \
-		--netns "$(tb_ns guest)" -- "$@"
+		--netns "$(tb_ns guest)" ${TB_GUEST_LIB:+--lib "$TB_GUEST_LIB"} -- "$@"
 }
 
 tb_nkctl() {

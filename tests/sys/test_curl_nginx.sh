@@ -44,7 +44,7 @@ tb_wait_listen remote 8080 || { cat "$W/error.log" 2>/dev/null; tb_fail "nginx d
 echo "== guest: curl http://10.77.0.2:8080/big"
 t0=$(date +%s.%N)
 rc=0
-TB_GUEST_TIMEOUT=180 tb_guest curl -sS -o "$W/got" http://10.77.0.2:8080/big || rc=$?
+TB_GUEST_TIMEOUT=180 tb_plain_guest curl -sS -o "$W/got" http://10.77.0.2:8080/big || rc=$?
 t1=$(date +%s.%N)
 [ $rc -eq 0 ] || tb_fail "curl in the guest exited with status $rc"
 [ -f "$W/got" ] || tb_fail "curl wrote no file"

@@ -55,7 +55,11 @@ probe stale "$D/stale.sock" ECONNREFUSED
 echo "-- curl through nkrun, no CoreEngine"
 rc=0
 t0=$(date +%s%3N)
-timeout 20 "$TB_BUILD/bin/nkrun" --vm vm1 --ctl "$D/no-such-ce.sock" --netns "$(tb_ns guest)" -- \
+# curl cannot run with the ASan runtime preloaded (see tb_plain_guest).
+plain=()
+[ "${NK_ASAN:-0}" = 1 ] && plain=(env NK_PRELOAD_EXTRA= "$TB_BUILD/bin/nkrun" --lib "$TB_ROOT/build/lib/libnkguest.so")
+[ ${#plain[@]} -gt 0 ] || plain=("$TB_BUILD/bin/nkrun")
+timeout 20 "${plain[@]}" --vm vm1 --ctl "$D/no-such-ce.sock" --netns "$(tb_ns guest)" -- \
 	curl -sS --max-time 10 -o /dev/null http://10.77.0.2:8080/ >"$D/curl.out" 2>&1 || rc=$?
 t1=$(date +%s%3N)
 sed 's/^/   /' "$D/curl.out"
