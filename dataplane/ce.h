@@ -57,6 +57,7 @@ struct ce_chan {
 	uint32_t tx_inflight; /* its TX chunks at the host */
 	bool wake;            /* wake it at the end of this round */
 	uint32_t bad;         /* invalid NQEs seen on it */
+	uint32_t key[2];      /* random; proves a fork request comes from a holder */
 };
 
 struct ce_sock {

@@ -103,12 +103,35 @@ static void send_error(int fd, int status, const char *fmt, ...)
 	nk_ctl_send(fd, &m, NULL, 0);
 }
 
+/* A HELLO with index = parent channel + 1 comes from a process about to
+ * fork (GuestLib's atfork prepare handler): the new channel, which the child
+ * adopts, starts holding every socket the parent's channel holds. The asker
+ * proves it holds the parent channel with that channel's random key, so no
+ * process can grab another one's sockets (and grandchildren can fork too). */
+static int fork_parent(struct ce_vm *vm, const struct nk_ctl_msg *m, uint32_t *parent)
+{
+	if (m->index == 0)
+		return 0;
+	*parent = m->index - 1;
+	if (*parent >= vm->reg.g.nchan || !vm->chan[*parent].used || vm->chan[*parent].exiting)
+		return -EINVAL;
+	if (m->key[0] != vm->chan[*parent].key[0] || m->key[1] != vm->chan[*parent].key[1])
+		return -EPERM;
+	return 1;
+}
+
 static void guest_hello(struct ce *ce, struct ce_conn *cn, const struct nk_ctl_msg *m)
 {
 	struct ce_vm *vm = ce_vm_find(ce, m->name);
-	uint32_t c;
+	uint32_t c, parent = 0;
 	if (!vm) {
 		send_error(cn->fd, -ENOENT, "unknown VM '%s'", m->name);
+		return;
+	}
+	int fork = fork_parent(vm, m, &parent);
+	if (fork < 0) {
+		send_error(cn->fd, fork, "VM %s: fork channel request for channel %u refused (%s)",
+			   vm->name, m->index - 1, strerror(-fork));
 		return;
 	}
 	int rc = ce_chan_open(ce, vm, cn->fd, (pid_t)m->pid, &c);
@@ -116,9 +139,15 @@ static void guest_hello(struct ce *ce, struct ce_conn *cn, const struct nk_ctl_m
 		send_error(cn->fd, rc, "VM %s: no free channel (%s)", vm->name, strerror(-rc));
 		return;
 	}
+	if (fork) {
+		for (uint32_t s = 0; s < vm->reg.g.nsocks; s++)
+			if (vm->socks[s].state != CE_SK_FREE && (vm->socks[s].holders >> parent & 1))
+				vm->socks[s].holders |= 1ull << c;
+	}
 	struct nk_ctl_msg w;
 	nk_ctl_init(&w, NK_CTL_GUEST_WELCOME);
 	w.index = c;
+	memcpy(w.key, vm->chan[c].key, sizeof(w.key));
 	memcpy(w.ipv4, vm->ip, 4);
 	snprintf(w.name, sizeof(w.name), "%s", vm->name);
 	int fds[3] = { vm->reg.fd, vm->chan[c].up_efd, vm->chan[c].down_efd };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "ce.h"
@@ -157,6 +158,10 @@ int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_
 		ch->down_efd = down;
 		ch->wake = false;
 		ch->bad = 0;
+		if (getrandom(ch->key, sizeof(ch->key), 0) != sizeof(ch->key)) {
+			ch->key[0] = (uint32_t)ce_now_ns() ^ 0x9e3779b9u; /* no entropy: still unique */
+			ch->key[1] = (uint32_t)(ce_now_ns() >> 32) ^ (uint32_t)c;
+		}
 		nk_region_up_ring(&vm->reg, c, &ch->up);
 		nk_region_down_ring(&vm->reg, c, &ch->down);
 		nk_ring_reset(&ch->up);

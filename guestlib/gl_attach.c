@@ -23,6 +23,7 @@
 struct nk_gl_proc nk_gl = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.ctl_fd = -1, .up_efd = -1, .down_efd = -1,
+	.fork_ctl = -1, .fork_up = -1, .fork_down = -1,
 };
 
 /* Seconds to wait for the WELCOME: a CoreEngine that accepted but hangs must
@@ -53,7 +54,8 @@ static void nk_gl_warn(const char *fmt, ...)
 
 bool nk_gl_is_internal(int fd)
 {
-	return fd >= 0 && (fd == nk_gl.ctl_fd || fd == nk_gl.up_efd || fd == nk_gl.down_efd);
+	return fd >= 0 && (fd == nk_gl.ctl_fd || fd == nk_gl.up_efd || fd == nk_gl.down_efd ||
+			   fd == nk_gl.fork_ctl || fd == nk_gl.fork_up || fd == nk_gl.fork_down);
 }
 
 /* The application wants this fd number (dup2 onto it): move ours away. */
@@ -79,7 +81,10 @@ static void nk_gl_close_fds(int *fds, int n)
 			REAL(close)(fds[i]);
 }
 
-static int nk_gl_hello(int ctl, const char *vm, int fds[3], uint32_t *chan)
+/* parent: 0, or the channel + 1 whose sockets a fork child inherits (with
+ * that channel's key). Fills fds, *chan and the new channel's key. */
+static int nk_gl_hello(int ctl, const char *vm, uint32_t parent, const uint32_t pkey[2],
+		       int fds[3], uint32_t *chan, uint32_t key[2])
 {
 	struct nk_ctl_msg m;
 	int nfds = 0;
@@ -87,6 +92,9 @@ static int nk_gl_hello(int ctl, const char *vm, int fds[3], uint32_t *chan)
 	nk_ctl_init(&m, NK_CTL_GUEST_HELLO);
 	snprintf(m.name, sizeof(m.name), "%s", vm);
 	m.pid = (uint32_t)getpid();
+	m.index = parent;
+	if (pkey)
+		memcpy(m.key, pkey, sizeof(m.key));
 	int r = nk_ctl_send(ctl, &m, NULL, 0);
 	if (r < 0) {
 		nk_gl_warn("netkernel: cannot talk to CoreEngine at %s: %s", nk_ctl_path(), strerror(-r));
@@ -118,6 +126,7 @@ static int nk_gl_hello(int ctl, const char *vm, int fds[3], uint32_t *chan)
 		return -EPROTO;
 	}
 	*chan = m.index;
+	memcpy(key, m.key, sizeof(m.key));
 	return 0;
 }
 
@@ -150,7 +159,8 @@ int nk_gl_attach(void)
 	}
 	int fds[3] = { -1, -1, -1 };
 	uint32_t chan = 0;
-	int r = nk_gl_hello(ctl, vm, fds, &chan);
+	uint32_t key[2];
+	int r = nk_gl_hello(ctl, vm, 0, NULL, fds, &chan, key);
 	if (r < 0) {
 		REAL(close)(ctl);
 		return r;
@@ -197,30 +207,114 @@ int nk_gl_attach(void)
 	nk_region_up_ring(&reg, chan, &nk_gl.up);
 	nk_region_down_ring(&reg, chan, &nk_gl.down);
 	nk_gl.pid = (uint32_t)getpid();
+	memcpy(nk_gl.key, key, sizeof(key));
 	nk_gl.state = NK_GL_ATTACHED;
 	return 0;
 }
 
-/* ---- fork ---- */
-
-static void nk_gl_atfork_prepare(void) { nk_gl_lock(); }
-static void nk_gl_atfork_parent(void) { nk_gl_unlock(); }
-
-/* The child must not share the parent's channel (one producer per ring) and
+/* ---- fork ----
+ *
+ * A child must not share the parent's channel (one producer per ring) and
  * must not keep the parent's control connection open (the CoreEngine would
- * never see the parent die). It re-attaches on its next socket(). Sockets it
- * inherited are marked stale: no channel of the child holds them. */
+ * never see the parent die). Before fork() the parent asks for the child's
+ * channel on a second control connection (HELLO with its channel + 1 and
+ * key): the CoreEngine makes it hold every socket the parent holds. The child
+ * adopts that channel; the parent closes its copy of the connection, so the
+ * connection's EOF later means the child died (or fork() failed). Because
+ * the child's references exist before fork() returns, a parent that closes
+ * its copy of a socket right away (the classic accept-fork-close server)
+ * cannot close it under the child. */
+
+static void nk_gl_fork_close(void)
+{
+	int fds[3] = { nk_gl.fork_ctl, nk_gl.fork_up, nk_gl.fork_down };
+	nk_gl_close_fds(fds, 3);
+	nk_gl.fork_ctl = nk_gl.fork_up = nk_gl.fork_down = -1;
+}
+
+static void nk_gl_atfork_prepare(void)
+{
+	nk_gl_lock();
+	nk_gl.fork_ctl = nk_gl.fork_up = nk_gl.fork_down = -1;
+	const char *vm = getenv("NK_VM");
+	if (nk_gl.state != NK_GL_ATTACHED || !vm)
+		return;
+	int ctl = nk_ctl_connect(nk_ctl_path());
+	if (ctl < 0)
+		return; /* the child detaches; its inherited sockets fail with EIO */
+	int fds[3] = { -1, -1, -1 };
+	uint32_t chan, key[2];
+	if (nk_gl_hello(ctl, vm, nk_gl.chan + 1, nk_gl.key, fds, &chan, key) < 0) {
+		REAL(close)(ctl);
+		return;
+	}
+	REAL(close)(fds[0]); /* the region: the child keeps the parent's mapping */
+	if (chan >= nk_gl.reg.g.nchan) {
+		nk_gl_close_fds(fds + 1, 2);
+		REAL(close)(ctl);
+		return;
+	}
+	nk_gl.fork_ctl = ctl;
+	nk_gl.fork_up = fds[1];
+	nk_gl.fork_down = fds[2];
+	nk_gl.fork_chan = chan;
+	memcpy(nk_gl.fork_key, key, sizeof(key));
+}
+
+static void nk_gl_atfork_parent(void)
+{
+	nk_gl_fork_close();
+	nk_gl_unlock();
+}
+
+/* Take over the channel the parent prepared. 0, or -1 to fall back. */
+static int nk_gl_fork_adopt(void)
+{
+	struct nk_gl_sock **owner = calloc(nk_gl.reg.g.tx_per_chan, sizeof(*owner));
+	struct nk_pool pool;
+	if (!owner || nk_pool_init(&pool, nk_geom_tx_first(&nk_gl.reg.g, nk_gl.fork_chan),
+				   nk_gl.reg.g.tx_per_chan) < 0) {
+		free(owner);
+		return -1;
+	}
+	int old[3] = { nk_gl.ctl_fd, nk_gl.up_efd, nk_gl.down_efd };
+	nk_gl_close_fds(old, 3);
+	int fl = REAL(fcntl)(nk_gl.fork_down, F_GETFL);
+	if (fl >= 0)
+		(void)REAL(fcntl)(nk_gl.fork_down, F_SETFL, fl | O_NONBLOCK);
+	nk_gl.ctl_fd = nk_gl.fork_ctl;
+	nk_gl.up_efd = nk_gl.fork_up;
+	nk_gl.down_efd = nk_gl.fork_down;
+	nk_gl.fork_ctl = nk_gl.fork_up = nk_gl.fork_down = -1;
+	nk_gl.chan = nk_gl.fork_chan;
+	memcpy(nk_gl.key, nk_gl.fork_key, sizeof(nk_gl.key));
+	nk_region_up_ring(&nk_gl.reg, nk_gl.chan, &nk_gl.up);
+	nk_region_down_ring(&nk_gl.reg, nk_gl.chan, &nk_gl.down);
+	nk_pool_fini(&nk_gl.pool);
+	nk_gl.pool = pool;
+	free(nk_gl.tx_owner);
+	nk_gl.tx_owner = owner;
+	nk_gl.reqs = NULL; /* the parent's requests complete on its channel */
+	nk_gl.sleepers = 0;
+	nk_gl.pid = (uint32_t)getpid();
+	nk_gl_fd_fork_keep();
+	return 0;
+}
+
 static void nk_gl_atfork_child(void)
 {
 	pthread_mutex_init(&nk_gl.lock, NULL);
 	if (nk_gl.state == NK_GL_DETACHED)
 		return;
+	if (nk_gl.fork_ctl >= 0 && nk_gl_fork_adopt() == 0)
+		return;
+	nk_gl_fork_close();
+	/* No channel for the child: it re-attaches on its next socket(), and
+	 * the sockets it inherited are stale (no channel of it holds them). */
 	int fds[3] = { nk_gl.ctl_fd, nk_gl.up_efd, nk_gl.down_efd };
 	nk_gl_close_fds(fds, 3);
 	nk_gl.ctl_fd = nk_gl.up_efd = nk_gl.down_efd = -1;
 	nk_gl_fd_mark_stale();
-	/* Pending requests belong to the parent's channel. The parent's TX pool
-	 * and region mapping stay as they are (stale sockets point into it). */
 	nk_gl.reqs = NULL;
 	nk_gl.sleepers = 0;
 	nk_gl.tx_owner = NULL;

@@ -70,6 +70,23 @@ void nk_gl_fd_mark_stale(void)
 	}
 }
 
+/* The child has its own channel holding every inherited socket: only the
+ * parent's in-flight chunks and requests are not the child's. */
+void nk_gl_fd_fork_keep(void)
+{
+	for (int p = 0; p < NPAGES; p++) {
+		if (!nk_gl_fdtab[p])
+			continue;
+		for (int i = 0; i < PAGE_SIZE_; i++) {
+			struct nk_gl_sock *s = nk_gl_fdtab[p][i];
+			if (s) {
+				s->tx_inflight = 0;
+				s->refs = s->nfds;
+			}
+		}
+	}
+}
+
 struct nk_gl_sock *nk_gl_sock_new(uint32_t id, int domain, int type, int protocol)
 {
 	struct nk_gl_sock *s = calloc(1, sizeof(*s));

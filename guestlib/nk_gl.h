@@ -155,6 +155,11 @@ struct nk_gl_proc {
 	uint32_t tx_seq;          /* SEND_DONEs processed (ET epoll POLLOUT) */
 	uint32_t pid;             /* cached for the slot lock */
 	bool warned;              /* the one stderr line was printed */
+	uint32_t key[2];          /* this channel's key (asks for a fork child) */
+	/* Set by the atfork prepare handler: the child's channel, which the
+	 * child adopts and the parent closes (-1: none, child detaches). */
+	int fork_ctl, fork_up, fork_down;
+	uint32_t fork_chan, fork_key[2];
 	uint64_t bad_nqes;        /* completions that failed validation */
 };
 
@@ -173,7 +178,8 @@ int nk_gl_protect_fd(int fd);           /* move an internal fd off `fd` */
 struct nk_gl_sock *nk_gl_fd_peek(int fd);        /* lock-free */
 int nk_gl_fd_set(int fd, struct nk_gl_sock *s);  /* under lock */
 void nk_gl_fd_clear(int fd);                     /* under lock */
-void nk_gl_fd_mark_stale(void);                  /* fork child */
+void nk_gl_fd_mark_stale(void);                  /* fork child, no channel */
+void nk_gl_fd_fork_keep(void);                   /* fork child, own channel */
 /** Look up fd; if NetKernel: lock taken, reference held, returns it. NULL:
  *  not a NetKernel fd, lock not held. */
 struct nk_gl_sock *nk_gl_get(int fd);

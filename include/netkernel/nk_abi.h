@@ -334,7 +334,11 @@ static inline uint64_t nk_chan_stride(uint32_t ring_entries)
 #define NK_CTL_MAGIC 0x4e4b4354u /**< "NKCT" */
 
 enum nk_ctl_type {
-	NK_CTL_GUEST_HELLO = 1, /**< guest -> CE: vm name, pid */
+	NK_CTL_GUEST_HELLO = 1, /**< guest -> CE: vm name, pid; index = 0, or
+	                             parent channel + 1 when a process about to
+	                             fork asks for its child's channel (the new
+	                             channel holds the parent's sockets; key =
+	                             the parent channel's key) */
 	NK_CTL_GUEST_WELCOME,   /**< CE -> guest: channel; fds: region, up, down */
 	NK_CTL_NSM_HELLO,       /**< NSM -> CE: nsm name, pid */
 	NK_CTL_NSM_WELCOME,     /**< CE -> NSM: nsm index; fds: region, up, down */
@@ -354,8 +358,11 @@ struct nk_ctl_msg {
 	uint32_t pid;        /**< sender pid (hello) */
 	uint32_t more;       /**< REPLY: 1 = more parts follow */
 	uint8_t  ipv4[4];    /**< VM_ATTACH: the VM's address */
+	uint32_t key[2];     /**< GUEST_WELCOME: the channel's random key;
+	                          GUEST_HELLO with index != 0: the parent
+	                          channel's key, proving the asker holds it */
 	char     name[NK_NAME_MAX];
-	char     text[3960]; /**< command / reply text / error text */
+	char     text[3952]; /**< command / reply text / error text */
 };
 static_assert(sizeof(struct nk_ctl_msg) == 4020, "control message size");
 

@@ -370,8 +370,9 @@ static void t_threads(void)
 	OK("blocking recv woken by another thread's echo");
 }
 
-/* fork: the child gets its own channel on its next socket(); sockets it
- * inherited are not usable there (EIO) but close cleanly. */
+/* fork against a CoreEngine that refuses fork channels (the fake one): the
+ * child gets its own channel on its next socket(); sockets it inherited are
+ * not usable there (EIO) but close cleanly. */
 static void t_fork(void)
 {
 	int fd = connected(7);

@@ -386,10 +386,15 @@ static void hello(int fd)
 	int ch = 0;
 	while (ch < NCHAN && chans[ch].used)
 		ch++;
-	if (ch == NCHAN || strcmp(m.name, "testvm") != 0) {
+	/* A fork-channel request (index != 0) is refused: this harness keeps
+	 * one owner per socket, and the refusal exercises GuestLib's fallback
+	 * (the child detaches; inherited sockets fail with EIO). The real
+	 * CoreEngine's fork path is tested by tests/sys/test_fork.sh. */
+	if (ch == NCHAN || strcmp(m.name, "testvm") != 0 || m.index != 0) {
+		int fork_req = m.index != 0;
 		nk_ctl_init(&m, NK_CTL_ERROR);
-		m.status = -ENOENT;
-		snprintf(m.text, sizeof(m.text), "no such VM");
+		m.status = fork_req ? -EOPNOTSUPP : -ENOENT;
+		snprintf(m.text, sizeof(m.text), fork_req ? "fork channels not supported" : "no such VM");
 		nk_ctl_send(fd, &m, NULL, 0);
 		close(fd);
 		return;
