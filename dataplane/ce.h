@@ -88,6 +88,11 @@ struct ce_vm {
 	struct nk_pool rxfree;
 	uint64_t bad_nqes;
 	uint64_t nqes_in, nqes_out;
+	/* live switching */
+	uint32_t switches;
+	uint64_t switch_ns;      /* when the last switch was asked for */
+	int switch_from;         /* NSM switched away from (-1 none) */
+	int64_t switch_gap_ns;   /* switch -> first byte on the new NSM, -1 = not yet */
 };
 
 struct ce_nsm_map {
@@ -212,6 +217,9 @@ int ce_nsm_attach_vm(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm);
 int ce_nsm_map_set(struct ce_nsm *n, uint32_t id, uint16_t vm, uint32_t sock);
 struct ce_nsm_map *ce_nsm_map_get(struct ce_nsm *n, uint32_t id);
 void ce_nsm_stop_all(struct ce *ce);
+int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, char *err, size_t errlen);
+void ce_nsm_first_byte(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm);
+void ce_nsm_maybe_retire(struct ce *ce, struct ce_nsm *n);
 
 /* ce_switch.c */
 int ce_switch_round(struct ce *ce);

@@ -244,14 +244,18 @@ static void cmd_vms(struct ce *ce, struct outbuf *o, bool json)
 		struct ce_vm *vm = &ce->vms[v];
 		char ip[INET_ADDRSTRLEN];
 		uint32_t socks, chans, tx;
+		char gap[32] = "null";
 		inet_ntop(AF_INET, vm->ip, ip, sizeof(ip));
 		vm_counts(vm, &socks, &chans, &tx);
+		if (vm->switch_gap_ns >= 0)
+			snprintf(gap, sizeof(gap), "%.1f", vm->switch_gap_ns / 1e3);
 		if (json)
 			out(o, "%s{\"name\":\"%s\",\"ip\":\"%s\",\"nsm\":\"%s\",\"procs\":%u,\"sockets\":%u,"
-			       "\"rx_used\":%u,\"tx_inflight\":%u,\"bad_nqes\":%llu,\"nqes_in\":%llu,\"nqes_out\":%llu}",
+			       "\"rx_used\":%u,\"tx_inflight\":%u,\"bad_nqes\":%llu,\"nqes_in\":%llu,\"nqes_out\":%llu,"
+			       "\"switches\":%u,\"switch_gap_us\":%s}",
 			    v ? "," : "", vm->name, ip, ce->nsms[vm->nsm].name, chans, socks, vm_rx_used(vm), tx,
 			    (unsigned long long)vm->bad_nqes, (unsigned long long)vm->nqes_in,
-			    (unsigned long long)vm->nqes_out);
+			    (unsigned long long)vm->nqes_out, vm->switches, gap);
 		else
 			out(o, "%-12s %-15s %-10s %6u %6u %8u %8u %10llu\n", vm->name, ip,
 			    ce->nsms[vm->nsm].name, chans, socks, vm_rx_used(vm), tx,
@@ -341,6 +345,46 @@ static void cmd_conns(struct ce *ce, struct outbuf *o, bool json)
 		out(o, "]\n");
 }
 
+static int cmd_switch(struct ce *ce, struct outbuf *o, const char *vmname, const char *nsmname)
+{
+	struct ce_vm *vm = ce_vm_find(ce, vmname);
+	struct ce_nsm *n = ce_nsm_find(ce, nsmname);
+	char err[256];
+	if (!vm || !n) {
+		out(o, "no %s named '%s'\n", vm ? "NSM" : "VM", vm ? nsmname : vmname);
+		return -ENOENT;
+	}
+	int warm = n->state == CE_NSM_UP;
+	int rc = ce_nsm_switch(ce, vm, n, err, sizeof(err));
+	if (rc < 0) {
+		out(o, "%s\n", err);
+		return rc;
+	}
+	out(o, "vm %s now uses NSM %s (%s switch)\n", vm->name, n->name, warm ? "warm" : "cold");
+	return 0;
+}
+
+static int cmd_start(struct ce *ce, struct outbuf *o, const char *nsmname)
+{
+	struct ce_nsm *n = ce_nsm_find(ce, nsmname);
+	if (!n) {
+		out(o, "no NSM named '%s'\n", nsmname);
+		return -ENOENT;
+	}
+	if (n->state != CE_NSM_DOWN) {
+		out(o, "NSM %s is already %s\n", n->name, nsm_state_name(n->state));
+		return 0;
+	}
+	n->retry_after_ns = 0;
+	int rc = ce_nsm_start(ce, n);
+	if (rc < 0) {
+		out(o, "cannot start NSM %s: %s\n", n->name, strerror(-rc));
+		return rc;
+	}
+	out(o, "NSM %s starting (pid %d)\n", n->name, (int)n->pid);
+	return 0;
+}
+
 static void run_command(struct ce *ce, struct ce_conn *cn, const char *text)
 {
 	char buf[512], *argv[16], *save = NULL;
@@ -368,8 +412,12 @@ static void run_command(struct ce *ce, struct ce_conn *cn, const char *text)
 		cmd_conns(ce, &o, json);
 	else if (argc == 1 && !strcmp(argv[0], "stats"))
 		cmd_vms(ce, &o, true);
+	else if (argc == 3 && !strcmp(argv[0], "switch"))
+		status = cmd_switch(ce, &o, argv[1], argv[2]);
+	else if (argc == 2 && !strcmp(argv[0], "start"))
+		status = cmd_start(ce, &o, argv[1]);
 	else {
-		out(&o, "unknown command '%s' (try: list vms|nsms|conns, stats)\n", text);
+		out(&o, "unknown command '%s' (try: list vms|nsms|conns, stats, switch VM NSM, start NSM)\n", text);
 		status = -EINVAL;
 	}
 	/* Send in parts that fit one message. */

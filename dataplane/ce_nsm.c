@@ -379,3 +379,62 @@ void ce_nsm_stop_all(struct ce *ce)
 		n->spawned = false;
 	}
 }
+
+/* ---- live switching ----
+ *
+ * New sockets of the VM go to `to` at once. Existing connections stay on the
+ * NSM that serves them and drain there (ce_nsm_maybe_retire stops an NSM
+ * nobody uses any more once its last connection is gone). Switching to an
+ * NSM that is down starts it: a cold switch; to a running one: warm. */
+int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, char *err, size_t errlen)
+{
+	if (vm->nsm == (int)to->idx) {
+		snprintf(err, errlen, "VM %s already uses NSM %s", vm->name, to->name);
+		return -EALREADY;
+	}
+	if (to->state == CE_NSM_DOWN) {
+		int rc = ce_nsm_start(ce, to);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot start NSM %s: %s", to->name, strerror(-rc));
+			return rc;
+		}
+	}
+	struct ce_nsm *from = &ce->nsms[vm->nsm];
+	vm->switch_from = vm->nsm;
+	vm->nsm = (int)to->idx;
+	vm->switches++;
+	vm->switch_ns = ce_now_ns();
+	vm->switch_gap_ns = -1;
+	if (to->state == CE_NSM_UP)
+		ce_nsm_attach_vm(ce, to, vm);
+	ce_log("vm %s: switched from NSM %s to %s (%s)", vm->name, from->name, to->name,
+	       to->state == CE_NSM_UP ? "warm" : "cold");
+	ce_nsm_maybe_retire(ce, from);
+	return 0;
+}
+
+/* The first byte an NSM carries for a VM after the VM switched to it. */
+void ce_nsm_first_byte(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm)
+{
+	(void)ce;
+	if (vm->switch_gap_ns < 0 && vm->switch_from >= 0 && vm->nsm == (int)n->idx) {
+		vm->switch_gap_ns = (int64_t)(ce_now_ns() - vm->switch_ns);
+		ce_log("vm %s: first byte on NSM %s %.3f ms after the switch", vm->name, n->name,
+		       vm->switch_gap_ns / 1e6);
+	}
+}
+
+/* Stop an NSM we started once no VM uses it and its last connection closed. */
+void ce_nsm_maybe_retire(struct ce *ce, struct ce_nsm *n)
+{
+	if (n->state != CE_NSM_UP || !n->spawned)
+		return;
+	for (uint32_t v = 0; v < ce->nvms; v++)
+		if (ce->vms[v].used && ce->vms[v].nsm == (int)n->idx)
+			return;
+	for (uint32_t i = 0; i < n->map_len; i++)
+		if (n->map[i].used)
+			return;
+	ce_log("nsm %s: no VM and no connection left; stopping it", n->name);
+	kill(n->pid, SIGTERM);
+}

@@ -394,6 +394,8 @@ static void nsm_send_done(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, con
 			      .chunk = q->chunk, .result = q->result };
 	vm->ck_state[q->chunk] = CE_CK_GUEST;
 	vm->chan[c].tx_inflight--;
+	if (q->result > 0)
+		ce_nsm_first_byte(ce, n, vm);
 	if (map_sock(ce, n, q, &s) == vm) {
 		struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
 		out.sock = s;
@@ -417,6 +419,7 @@ static void nsm_rx(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const stru
 			return;
 		}
 		n->granted[vm->idx]--;
+		ce_nsm_first_byte(ce, n, vm);
 	}
 	if (map_sock(ce, n, q, &s) == vm && vm->socks[s].state == CE_SK_OPEN) {
 		struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
@@ -495,6 +498,7 @@ static void nsm_closed(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const 
 	struct ce_sock *sk = &vm->socks[s];
 	if (sk->state == CE_SK_CLOSING) {
 		ce_sock_free(ce, vm, s);
+		ce_nsm_maybe_retire(ce, n);
 		return;
 	}
 	/* The NSM dropped it on its own. */

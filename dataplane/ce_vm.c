@@ -63,6 +63,8 @@ int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
 	memcpy(vm->ip, &ip, 4);
 	vm->nsm = (int)n->idx;
+	vm->switch_from = -1;
+	vm->switch_gap_ns = -1;
 	vm->used = true;
 	return 0;
 }

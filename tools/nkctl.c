@@ -15,7 +15,9 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: nkctl [--ctl PATH] [--json] list vms|nsms|conns\n"
-		   "       nkctl [--ctl PATH] stats\n");
+		   "       nkctl [--ctl PATH] stats\n"
+		   "       nkctl [--ctl PATH] switch VM NSM   new connections of VM go to NSM\n"
+		   "       nkctl [--ctl PATH] start NSM       start an NSM (a later switch is warm)\n");
 }
 
 int main(int argc, char **argv)
