@@ -69,7 +69,21 @@ struct ce_sock {
 	uint64_t holders;   /* channels holding it */
 	uint32_t rx_tail;   /* private copy of the published rx_tail */
 	struct nk_addr connect_to;
+	bool stream;
+	/* sessions and live switching (ce_mig.c) */
+	uint64_t session;   /* 0 = peer not NetKernel-managed: drains on switch */
+	uint64_t tx_bytes;  /* bytes handed to NSMs in SENDs */
+	uint64_t rx_bytes;  /* bytes pushed into the rx ring */
+	uint8_t mig;        /* enum ce_mig */
+	bool mig_failed;    /* do not try again */
+	int8_t old_nsm;     /* draining leg */
+	uint32_t old_sock;
+	uint64_t mig_rx_off; /* the peer's offset: old leg delivers this much */
+	bool end_held;      /* FIN/error of the old leg seen while OPENING */
+	int end_err;        /* its error (0 = FIN) */
 };
+
+enum ce_mig { CE_MIG_NONE = 0, CE_MIG_OPENING, CE_MIG_DRAINING };
 
 struct ce_vm {
 	bool used;
@@ -93,6 +107,8 @@ struct ce_vm {
 	uint64_t switch_ns;      /* when the last switch was asked for */
 	int switch_from;         /* NSM switched away from (-1 none) */
 	int64_t switch_gap_ns;   /* switch -> first byte on the new NSM, -1 = not yet */
+	bool mig_scan;           /* session sockets may need moving */
+	uint32_t migrations;     /* session connections moved */
 };
 
 struct ce_nsm_map {
@@ -144,6 +160,7 @@ struct ce_pend {
 };
 
 #define CE_MAX_PEND 8192
+#define CE_PEND_NO_CHAN 0xffff /* a CoreEngine-made request: no guest waits */
 
 enum ce_conn_kind { CE_CONN_NEW = 0, CE_CONN_GUEST, CE_CONN_NSM, CE_CONN_CLI };
 
@@ -171,6 +188,8 @@ struct ce {
 	struct ce_conn *conns;   /* indexed by fd */
 	int nconns;
 	struct nk_geom vm_geom;
+	char nk_peers[256];       /* --nk-peers as given, passed to NSMs */
+	uint32_t peer_net[16], peer_mask[16], npeers;
 };
 
 /* epoll tags */
@@ -226,7 +245,17 @@ int ce_switch_round(struct ce *ce);
 void ce_guest_complete(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct nk_nqe *nqe);
 void ce_flush_wakes(struct ce *ce);
 uint32_t ce_pend_alloc(struct ce *ce);
+uint64_t ce_pend_cookie(struct ce *ce, uint32_t i);
 void ce_pend_fail_nsm(struct ce *ce, struct ce_nsm *n, int err);
+
+/* ce_mig.c */
+int ce_peers_parse(struct ce *ce, const char *list);
+uint64_t ce_session_for(struct ce *ce, const struct nk_addr *dst);
+void ce_mig_scan(struct ce *ce, struct ce_vm *vm);
+void ce_mig_done(struct ce *ce, struct ce_vm *vm, uint32_t s, const struct nk_nqe *q,
+		 struct ce_nsm *n);
+bool ce_mig_old_leg(struct ce_vm *vm, uint32_t s, const struct ce_nsm *n, uint32_t nsm_sock);
+void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err);
 
 /* ce_ctl.c */
 int ce_ctl_listen(struct ce *ce, char *err, size_t errlen);

@@ -252,10 +252,10 @@ static void cmd_vms(struct ce *ce, struct outbuf *o, bool json)
 		if (json)
 			out(o, "%s{\"name\":\"%s\",\"ip\":\"%s\",\"nsm\":\"%s\",\"procs\":%u,\"sockets\":%u,"
 			       "\"rx_used\":%u,\"tx_inflight\":%u,\"bad_nqes\":%llu,\"nqes_in\":%llu,\"nqes_out\":%llu,"
-			       "\"switches\":%u,\"switch_gap_us\":%s}",
+			       "\"switches\":%u,\"migrations\":%u,\"switch_gap_us\":%s}",
 			    v ? "," : "", vm->name, ip, ce->nsms[vm->nsm].name, chans, socks, vm_rx_used(vm), tx,
 			    (unsigned long long)vm->bad_nqes, (unsigned long long)vm->nqes_in,
-			    (unsigned long long)vm->nqes_out, vm->switches, gap);
+			    (unsigned long long)vm->nqes_out, vm->switches, vm->migrations, gap);
 		else
 			out(o, "%-12s %-15s %-10s %6u %6u %8u %8u %10llu\n", vm->name, ip,
 			    ce->nsms[vm->nsm].name, chans, socks, vm_rx_used(vm), tx,

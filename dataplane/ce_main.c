@@ -63,6 +63,8 @@ static void usage(FILE *f)
 		"usage: nk-coreengine [--ctl PATH] [--instance ID] [--spin-us N] [--nsm-bin PATH]\n"
 		"                     --nsm name=N[,netns=NS][,stack=kernel|mptcp][,cc=cubic|bbr|reno] ...\n"
 		"                     --vm name=V,ip=A.B.C.D,nsm=N ...\n"
+		"                     [--nk-peers PREFIX[,PREFIX...]]  hosts that run NetKernel: their\n"
+		"                     connections are moved on a switch instead of draining\n"
 		"Runs in the foreground; SIGTERM/SIGINT stop it and remove its shm files and socket.\n");
 }
 
@@ -107,6 +109,11 @@ static int parse_args(struct ce *ce, int argc, char **argv)
 				return -1;
 			}
 			ce->spin_us = (uint32_t)n;
+		} else if (!strcmp(a, "--nk-peers")) {
+			if (ce_peers_parse(ce, v) < 0) {
+				fprintf(stderr, "nk-coreengine: bad --nk-peers '%s' (IPv4 prefixes A.B.C.D/N, comma-separated, at most 16)\n", v);
+				return -1;
+			}
 		} else if (!strcmp(a, "--nsm-bin")) {
 			snprintf(ce->nsm_bin, sizeof(ce->nsm_bin), "%s", v);
 		} else if (!strcmp(a, "--nsm")) {

@@ -113,8 +113,12 @@ int ce_nsm_start(struct ce *ce, struct ce_nsm *n)
 			}
 			close(fd);
 		}
-		execl(ce->nsm_bin, ce->nsm_bin, "--ctl", ce->ctl_path, "--name", n->name,
-		      "--stack", n->stack, "--cc", n->cc, (char *)NULL);
+		if (ce->nk_peers[0])
+			execl(ce->nsm_bin, ce->nsm_bin, "--ctl", ce->ctl_path, "--name", n->name,
+			      "--stack", n->stack, "--cc", n->cc, "--nk-peers", ce->nk_peers, (char *)NULL);
+		else
+			execl(ce->nsm_bin, ce->nsm_bin, "--ctl", ce->ctl_path, "--name", n->name,
+			      "--stack", n->stack, "--cc", n->cc, (char *)NULL);
 		fprintf(stderr, "nk-coreengine: cannot exec %s: %s\n", ce->nsm_bin, strerror(errno));
 		_exit(127);
 	}
@@ -342,6 +346,8 @@ void ce_nsm_lost(struct ce *ce, struct ce_nsm *n, const char *why)
 		}
 		for (uint32_t s = 0; s < vm->reg.g.nsocks; s++) {
 			struct ce_sock *sk = &vm->socks[s];
+			if (ce_mig_old_leg(vm, s, n, sk->old_sock))
+				ce_mig_old_end(ce, vm, s, ECONNRESET); /* bytes of the old leg lost */
 			if (sk->state == CE_SK_FREE || sk->nsm != (int8_t)n->idx)
 				continue;
 			if (sk->state == CE_SK_CLOSING || sk->holders == 0) {
@@ -405,6 +411,7 @@ int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, char *err,
 	vm->switches++;
 	vm->switch_ns = ce_now_ns();
 	vm->switch_gap_ns = -1;
+	vm->mig_scan = true; /* session connections move too (ce_mig.c) */
 	if (to->state == CE_NSM_UP)
 		ce_nsm_attach_vm(ce, to, vm);
 	ce_log("vm %s: switched from NSM %s to %s (%s)", vm->name, from->name, to->name,

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ce.h"
@@ -28,7 +29,7 @@ uint32_t ce_pend_alloc(struct ce *ce)
 	return i;
 }
 
-static uint64_t pend_cookie(struct ce *ce, uint32_t i)
+uint64_t ce_pend_cookie(struct ce *ce, uint32_t i)
 {
 	return ((uint64_t)ce->pend[i].gen << 32) | i;
 }
@@ -104,7 +105,7 @@ static int fwd_ctl(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct nk_
 	q.flags = 0;
 	q.vm = (uint16_t)vm->idx;
 	q.sock = nsm_sock;
-	q.cookie = pend_cookie(ce, pi);
+	q.cookie = ce_pend_cookie(ce, pi);
 	ce_nsm_send(ce, nsm, &q);
 	return 1;
 }
@@ -125,6 +126,7 @@ static int guest_socket(struct ce *ce, struct ce_vm *vm, uint32_t c, const struc
 		return 1;
 	}
 	vm->socks[s].state = CE_SK_OPENING;
+	vm->socks[s].stream = n->arg.sock.type == SOCK_STREAM;
 	if (!fwd_ctl(ce, vm, c, n, nsm, s, NK_NO_SOCK)) {
 		ce_sock_free(ce, vm, s);
 		return 0;
@@ -150,15 +152,22 @@ static int guest_ctl_op(struct ce *ce, struct ce_vm *vm, uint32_t c, const struc
 		return 1;
 	}
 	struct ce_nsm *nsm = &ce->nsms[sk->nsm];
-	if (!ce_nsm_has_room(nsm))
-		return 0;
+	if (!ce_nsm_has_room(nsm) || sk->mig == CE_MIG_OPENING)
+		return 0; /* a switch is opening the new leg: wait for it */
 	if (n->op == NK_OP_GETSOCKOPT && n->chunk != NK_NO_CHUNK) {
 		if (vm->ck_state[n->chunk] != CE_CK_GUEST) {
 			bad_nqe(vm, c, n, "getsockopt chunk is not the guest's");
 			return 1;
 		}
 	}
-	if (!fwd_ctl(ce, vm, c, n, nsm, n->sock, sk->nsm_sock))
+	struct nk_nqe m = *n;
+	if (n->op == NK_OP_CONNECT) {
+		/* off/len carry the session id towards the NSM (0 = none). */
+		sk->session = sk->stream ? ce_session_for(ce, &n->arg.addr) : 0;
+		m.off = (uint32_t)sk->session;
+		m.len = (uint32_t)(sk->session >> 32);
+	}
+	if (!fwd_ctl(ce, vm, c, &m, nsm, n->sock, sk->nsm_sock))
 		return 0;
 	if (n->op == NK_OP_GETSOCKOPT && n->chunk != NK_NO_CHUNK) {
 		vm->ck_state[n->chunk] = CE_CK_HOST;
@@ -189,8 +198,9 @@ static int guest_send(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct 
 		return 1;
 	}
 	struct ce_nsm *nsm = &ce->nsms[sk->nsm];
-	if (!ce_nsm_has_room(nsm))
-		return 0;
+	if (!ce_nsm_has_room(nsm) || sk->mig == CE_MIG_OPENING)
+		return 0; /* no byte past the switch offset may reach the old NSM */
+	sk->tx_bytes += n->len;
 	vm->ck_state[n->chunk] = CE_CK_HOST;
 	vm->ck_nsm[n->chunk] = (int8_t)nsm->idx;
 	vm->chan[c].tx_inflight++;
@@ -208,9 +218,11 @@ static void credit(struct ce *ce, struct ce_vm *vm, uint32_t s)
 	struct ce_sock *sk = &vm->socks[s];
 	if (sk->state != CE_SK_OPEN || sk->nsm < 0)
 		return;
-	struct ce_nsm *nsm = &ce->nsms[sk->nsm];
-	struct nk_nqe q = { .op = NK_OP_RX_CREDIT, .vm = (uint16_t)vm->idx, .sock = sk->nsm_sock,
-			    .chunk = NK_NO_CHUNK, .len = 1 };
+	/* While the old leg of a switch drains, the ring's entries are its. */
+	bool old = sk->mig == CE_MIG_DRAINING;
+	struct ce_nsm *nsm = &ce->nsms[old ? sk->old_nsm : sk->nsm];
+	struct nk_nqe q = { .op = NK_OP_RX_CREDIT, .vm = (uint16_t)vm->idx,
+			    .sock = old ? sk->old_sock : sk->nsm_sock, .chunk = NK_NO_CHUNK, .len = 1 };
 	ce_nsm_send(ce, nsm, &q);
 }
 
@@ -300,13 +312,19 @@ static void pend_finish(struct ce *ce, uint32_t pi, const struct nk_nqe *q)
 {
 	struct ce_pend *p = &ce->pend[pi];
 	struct ce_vm *vm = &ce->vms[p->vm];
-	struct ce_chan *ch = &vm->chan[p->chan];
+	struct ce_chan *ch = &vm->chan[p->chan == CE_PEND_NO_CHAN ? 0 : p->chan];
 	struct ce_sock *sk = &vm->socks[p->sock];
 	struct nk_sock_slot *slot = nk_region_slot(&vm->reg, p->sock);
 	struct nk_nqe out = { .op = p->op, .flags = NK_NQF_COMPLETION, .sock = p->sock,
 			      .cookie = p->cookie, .result = q->result, .chunk = NK_NO_CHUNK };
 	bool tell = ch->used && ch->gen == p->chan_gen;
 
+	if (p->op == NK_OP_MIGRATE) {
+		p->used = false;
+		nk_pool_put(&ce->pendfree, pi);
+		ce_mig_done(ce, vm, out.sock, q, &ce->nsms[p->nsm]);
+		return;
+	}
 	out.arg = q->arg;
 	switch (p->op) {
 	case NK_OP_SOCKET:
@@ -423,11 +441,29 @@ static void nsm_rx(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const stru
 	}
 	if (map_sock(ce, n, q, &s) == vm && vm->socks[s].state == CE_SK_OPEN) {
 		struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
+		struct ce_sock *sk = &vm->socks[s];
+		if (!chunk && sk->mig == CE_MIG_OPENING && sk->nsm == (int8_t)n->idx &&
+		    sk->nsm_sock == q->sock) {
+			/* The peer ends the old leg as soon as it linked the new
+			 * one, which can be before our MIGRATE completes: hold the
+			 * end until we know whether the move worked. */
+			sk->end_held = true;
+			sk->end_err = q->op == NK_OP_RX_FIN ? 0 : (q->result < 0 ? -q->result : ECONNRESET);
+			return;
+		}
+		if (!chunk && ce_mig_old_leg(vm, s, n, q->sock)) {
+			/* The end of a switched connection's old leg, not of the
+			 * stream: the new leg carries on. */
+			ce_mig_old_end(ce, vm, s, q->op == NK_OP_RX_FIN ? 0 :
+					       (q->result < 0 ? -q->result : ECONNRESET));
+			return;
+		}
 		if (chunk) {
 			ok = ce_rx_push(vm, s, NK_RX_DATA, q->chunk, q->off, q->len);
 			if (ok) {
 				vm->ck_state[q->chunk] = CE_CK_AT_GUEST;
 				vm->ck_sock[q->chunk] = s;
+				vm->socks[s].rx_bytes += q->len;
 			}
 		} else if (q->op == NK_OP_RX_FIN) {
 			ok = ce_rx_push(vm, s, NK_RX_FIN, 0, 0, 0);
@@ -469,6 +505,8 @@ static void nsm_newconn(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const
 	struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
 	sk->state = CE_SK_OPEN;
 	sk->nsm_sock = q->arg.conn.id;
+	sk->stream = true;
+	sk->session = q->off | (uint64_t)q->len << 32;
 	sk->unclaimed = true;
 	sk->parent = l;
 	slot->peer = q->arg.conn.peer;
@@ -496,6 +534,14 @@ static void nsm_closed(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const 
 	if (map_sock(ce, n, q, &s) != vm)
 		return;
 	struct ce_sock *sk = &vm->socks[s];
+	if (sk->nsm != (int8_t)n->idx || sk->nsm_sock != q->sock) {
+		/* The old leg of a switched connection is gone. */
+		if (ce_mig_old_leg(vm, s, n, q->sock))
+			ce_mig_old_end(ce, vm, s, ECONNRESET);
+		ce_nsm_map_get(n, q->sock)->used = false;
+		ce_nsm_maybe_retire(ce, n);
+		return;
+	}
 	if (sk->state == CE_SK_CLOSING) {
 		ce_sock_free(ce, vm, s);
 		ce_nsm_maybe_retire(ce, n);
@@ -592,6 +638,8 @@ int ce_switch_round(struct ce *ce)
 			work += nsm_round(ce, &ce->nsms[i]);
 	for (uint32_t v = 0; v < ce->nvms; v++) {
 		struct ce_vm *vm = &ce->vms[v];
+		if (vm->mig_scan)
+			ce_mig_scan(ce, vm);
 		for (uint32_t c = 0; c < vm->reg.g.nchan; c++)
 			if (vm->chan[c].used)
 				work += chan_round(ce, vm, c);

@@ -257,6 +257,11 @@ void ce_sock_release(struct ce *ce, struct ce_vm *vm, uint32_t s)
 			ce_sock_release(ce, vm, i);
 		}
 	}
+	if (sk->mig == CE_MIG_DRAINING && ce->nsms[sk->old_nsm].state == CE_NSM_UP) {
+		struct nk_nqe q = { .op = NK_OP_CLOSE, .vm = (uint16_t)vm->idx, .sock = sk->old_sock,
+				    .chunk = NK_NO_CHUNK };
+		ce_nsm_send(ce, &ce->nsms[sk->old_nsm], &q);
+	}
 	if (sk->state == CE_SK_OPEN && sk->nsm >= 0 && ce->nsms[sk->nsm].state == CE_NSM_UP) {
 		struct nk_nqe q = { .op = NK_OP_CLOSE, .vm = (uint16_t)vm->idx, .sock = sk->nsm_sock,
 				    .chunk = NK_NO_CHUNK };
@@ -279,6 +284,11 @@ void ce_sock_free(struct ce *ce, struct ce_vm *vm, uint32_t s)
 		return;
 	if (sk->nsm >= 0) {
 		struct ce_nsm_map *m = ce_nsm_map_get(&ce->nsms[sk->nsm], sk->nsm_sock);
+		if (m && m->vm == vm->idx && m->sock == s)
+			m->used = false;
+	}
+	if (sk->mig == CE_MIG_DRAINING) {
+		struct ce_nsm_map *m = ce_nsm_map_get(&ce->nsms[sk->old_nsm], sk->old_sock);
 		if (m && m->vm == vm->idx && m->sock == s)
 			m->used = false;
 	}

@@ -77,6 +77,27 @@ struct nk_sl_sock {
 	uint32_t qhead, qcount, qcap;
 	uint64_t close_deadline;
 	uint32_t next_free;  /* free list link */
+	/* Sessions between NetKernel hosts (nk_sl_sess.c) */
+	uint64_t sess;        /* session id, 0 = plain connection */
+	uint64_t tx_bytes;    /* application bytes written, all legs */
+	uint64_t rx_bytes;    /* application bytes read, all legs */
+	uint8_t pre[24];      /* hello to write before any data */
+	uint8_t pre_len, pre_off;
+	uint8_t hin[24];      /* hello to read before any data */
+	uint8_t hin_got;
+	uint8_t hin_want;     /* NK_SESS_ACK, NK_SESS_NEW (any client hello), 0 */
+	bool internal;        /* never reported to the CE: session listener/leg */
+	bool sess_listen;     /* the session port listener */
+	bool mig_in;          /* new leg of a MIGRATE: complete after the ACK */
+	bool mig_out;         /* MIGRATE_OUT: shut write once the queue drained */
+	bool mig_shut;
+	bool newconn_pending; /* NEWCONN waits for the client's hello */
+	uint32_t listener;    /* its listener (credit reserved at accept) */
+	int64_t h_tx;         /* write leg when it differs from h, else -1 */
+	uint32_t events_tx;   /* events asked for h_tx */
+	uint64_t rx_expect;   /* bytes the old leg must deliver before its EOF */
+	struct nk_nqe mig_req; /* the MIGRATE to complete */
+	struct nk_addr peer;  /* accepted: the client's address (NEWCONN) */
 };
 
 struct nk_sl {
@@ -103,6 +124,10 @@ struct nk_sl {
 	 * behind them, so order towards the CE is kept. */
 	struct nk_nqe *bl;
 	uint32_t bl_head, bl_count, bl_cap;
+
+	/* --nk-peers: IPv4 prefixes whose hosts run NetKernel (sessions) */
+	uint32_t peer_net[16], peer_mask[16];
+	uint32_t npeers;
 
 	bool stop;                 /* SIGTERM/SIGINT or CE gone */
 	uint64_t n_invalid;        /* NQEs that failed validation */
@@ -135,9 +160,27 @@ void nk_sl_drop_vm_socks(struct nk_sl *sl, uint16_t vm);
 void nk_sl_socks_fini(struct nk_sl *sl);
 uint64_t nk_sl_now_ns(void);
 
+void nk_sl_sock_forget(struct nk_sl *sl, struct nk_sl_sock *s);
+void nk_sl_tx_run(struct nk_sl *sl, struct nk_sl_sock *s);
+
+/* nk_sl_sess.c: sessions between NetKernel hosts, live switching */
+int nk_sl_peers_parse(struct nk_sl *sl, const char *list);
+bool nk_sl_peer_is_nk(const struct nk_sl *sl, const struct sockaddr_storage *ss);
+void nk_sl_sess_prefix(struct nk_sl_sock *s, uint8_t kind, uint64_t sess, uint64_t off);
+int nk_sl_sess_write_prefix(struct nk_sl *sl, struct nk_sl_sock *s, int64_t th);
+int nk_sl_sess_read_hello(struct nk_sl *sl, struct nk_sl_sock *s);
+void nk_sl_sess_accepted(struct nk_sl *sl, struct nk_sl_sock *lis, struct nk_sl_sock *ns,
+			 const struct sockaddr_storage *peer);
+void nk_sl_sess_listen(struct nk_sl *sl, struct nk_sl_vm *v);
+bool nk_sl_sess_old_leg_eof(struct nk_sl *sl, struct nk_sl_sock *s, int *err);
+void nk_sl_op_migrate(struct nk_sl *sl, const struct nk_nqe *req);
+void nk_sl_op_migrate_out(struct nk_sl *sl, struct nk_sl_sock *s);
+void nk_sl_sess_connected(struct nk_sl *sl, struct nk_sl_sock *s, int r);
+
 /* nk_sl_ops.c: one down-ring NQE */
 void nk_sl_dispatch(struct nk_sl *sl, const struct nk_nqe *nqe);
 void nk_sl_addr_from_sa(struct nk_addr *a, const struct sockaddr_storage *ss);
 int nk_sl_addr_to_sa(const struct nk_addr *a, struct sockaddr_storage *ss, socklen_t *len);
+int nk_sl_autobind(struct nk_sl *sl, struct nk_sl_sock *s, bool no_port);
 
 #endif /* NK_SL_H */

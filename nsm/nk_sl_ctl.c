@@ -140,6 +140,7 @@ static void vm_attach(struct nk_sl *sl, const struct nk_ctl_msg *msg, int fd)
 		return;
 	}
 	sl->vms[msg->index] = v;
+	nk_sl_sess_listen(sl, v); /* accept resumed legs of this VM's sessions */
 }
 
 int nk_sl_ctl_drain(struct nk_sl *sl)

@@ -36,7 +36,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: nk-nsm --ctl PATH --name NAME [--stack kernel|mptcp] "
-		   "[--cc cubic|bbr|reno] [--spin-us N] [--allow-guest-cc]\n");
+		   "[--cc cubic|bbr|reno] [--spin-us N] [--allow-guest-cc]\n"
+		   "              [--nk-peers PREFIX[,PREFIX...]]   hosts that run NetKernel: sessions\n");
 }
 
 static int die_usage(const char *fmt, const char *arg)
@@ -56,6 +57,7 @@ static int parse_args(struct nk_sl *sl, int argc, char **argv, const char **ctl)
 		{ "cc", required_argument, NULL, 'C' },
 		{ "spin-us", required_argument, NULL, 'S' },
 		{ "allow-guest-cc", no_argument, NULL, 'A' },
+		{ "nk-peers", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -85,6 +87,11 @@ static int parse_args(struct nk_sl *sl, int argc, char **argv, const char **ctl)
 			break;
 		}
 		case 'A': sl->allow_guest_cc = true; break;
+		case 'P':
+			if (nk_sl_peers_parse(sl, optarg) < 0)
+				return die_usage("bad --nk-peers '%s' (IPv4 prefixes A.B.C.D/N, comma-separated, at most 16)",
+						 optarg);
+			break;
 		case 'h': usage(stdout); exit(0);
 		default:
 			return die_usage("bad option '%s'", argv[optind - 1]);

@@ -116,7 +116,7 @@ static int translate_bind(const struct nk_sl_vm *v, const struct nk_addr *in,
 
 /* Before listen/connect/sendto on an unbound socket: bind the VM's address
  * so the traffic carries the VM's own source address. */
-static int autobind(struct nk_sl *sl, struct nk_sl_sock *s, bool no_port)
+int nk_sl_autobind(struct nk_sl *sl, struct nk_sl_sock *s, bool no_port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -324,7 +324,7 @@ static void op_listen(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nq
 	uint32_t backlog = req->arg.u32[0];
 	if (backlog > 65535)
 		backlog = 65535;
-	int r = s->stream ? autobind(sl, s, false) : -EOPNOTSUPP;
+	int r = s->stream ? nk_sl_autobind(sl, s, false) : -EOPNOTSUPP;
 	if (r == 0 && (s->state == NK_SLS_CONNECTING || s->state == NK_SLS_CONNECTED))
 		r = -EINVAL;
 	if (r == 0)
@@ -352,9 +352,16 @@ static void op_connect(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_n
 	if (r == 0)
 		r = nk_sl_addr_to_sa(&req->arg.addr, &ss, &len);
 	if (r == 0)
-		r = autobind(sl, s, true);
+		r = nk_sl_autobind(sl, s, true);
 	if (r == 0)
 		r = sl->ops->connect(sl->st, s->h, (struct sockaddr *)&ss, len);
+	uint64_t sess = req->off | (uint64_t)req->len << 32;
+	if ((r == 0 || r == -EINPROGRESS) && s->stream && sess) {
+		/* The peer is NetKernel-managed: open with a session hello. */
+		s->sess = sess;
+		nk_sl_sess_prefix(s, NK_SESS_NEW, sess, 0);
+		s->hin_want = NK_SESS_ACK;
+	}
 	if (r == -EINPROGRESS) {
 		s->state = NK_SLS_CONNECTING;
 		s->conn_req = *req;
@@ -391,7 +398,7 @@ static void op_send(struct nk_sl *sl, const struct nk_nqe *req)
 		int r = s && !s->closing ? 0 : -EBADF;
 		/* sendto on an unbound UDP socket: fix the VM's source address. */
 		if (r == 0 && !s->stream)
-			r = autobind(sl, s, false);
+			r = nk_sl_autobind(sl, s, false);
 		if (r == 0) {
 			nk_sl_sock_send(sl, s, req);
 			return;
@@ -463,6 +470,14 @@ void nk_sl_dispatch(struct nk_sl *sl, const struct nk_nqe *nqe)
 					    .cookie = nqe->cookie, .chunk = NK_NO_CHUNK };
 			nk_sl_post(sl, &c);
 		}
+		return;
+	case NK_OP_MIGRATE:
+		nk_sl_op_migrate(sl, nqe);
+		return;
+	case NK_OP_MIGRATE_OUT:
+		s = nk_sl_sock_get(sl, nqe);
+		if (s && !s->closing && s->stream)
+			nk_sl_op_migrate_out(sl, s);
 		return;
 	case NK_OP_BIND:
 	case NK_OP_LISTEN:

@@ -73,6 +73,7 @@ struct nk_sl_sock *nk_sl_sock_new(struct nk_sl *sl, uint16_t vm)
 	s->qcap = qcap;
 	s->vm = vm;
 	s->h = -1;
+	s->h_tx = -1;
 	s->state = NK_SLS_OPEN;
 	s->next_free = NK_NO_SOCK;
 	sl->nused++;
@@ -90,12 +91,18 @@ static void sock_release(struct nk_sl *sl, struct nk_sl_sock *s)
 	sl->nused--;
 }
 
+/* Forget a socket whose stack handle now belongs to another one. */
+void nk_sl_sock_forget(struct nk_sl *sl, struct nk_sl_sock *s)
+{
+	sock_release(sl, s);
+}
+
 struct nk_sl_sock *nk_sl_sock_get(struct nk_sl *sl, const struct nk_nqe *nqe)
 {
 	if (nqe->sock >= sl->nsocks_cap)
 		return NULL;
 	struct nk_sl_sock *s = sl->socks[nqe->sock];
-	if (s->state == NK_SLS_FREE || s->vm != nqe->vm)
+	if (s->state == NK_SLS_FREE || s->vm != nqe->vm || s->internal)
 		return NULL;
 	return s;
 }
@@ -173,12 +180,26 @@ static void tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
 {
 	struct iovec iov[64];
 	struct nk_sl_vm *v = sl->vms[s->vm];
+	int64_t th = s->h_tx >= 0 ? s->h_tx : s->h; /* the write leg */
 
+	/* A session hello goes before any data. */
+	if (s->pre_off < s->pre_len && can_write(s)) {
+		int r = nk_sl_sess_write_prefix(sl, s, th);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			s->tx_err = r;
+			q_fail_all(sl, s, r, true);
+			return;
+		}
+	}
+	if (s->pre_off < s->pre_len)
+		return;
 	while (s->qcount) {
 		struct nk_sl_txq *e = q_at(s, 0);
 		if (e->kind == NK_TXQ_SHUTDOWN) {
 			int how = (int)e->req.arg.u32[0];
-			nk_sl_complete(sl, &e->req, sl->ops->shutdown(sl->st, s->h, how));
+			nk_sl_complete(sl, &e->req, sl->ops->shutdown(sl->st, th, how));
 			q_pop(s);
 			continue;
 		}
@@ -209,7 +230,7 @@ static void tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
 		if (!s->stream && e->req.arg.addr.family != 0 &&
 		    nk_sl_addr_to_sa(&e->req.arg.addr, &to, &tolen) < 0)
 			tolen = 0;
-		ssize_t w = sl->ops->sendv(sl->st, s->h, iov, n,
+		ssize_t w = sl->ops->sendv(sl->st, th, iov, n,
 					   tolen ? (struct sockaddr *)&to : NULL, tolen);
 		if (w == -EAGAIN)
 			break;
@@ -218,6 +239,7 @@ static void tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
 			q_fail_all(sl, s, (int)w, true);
 			break;
 		}
+		s->tx_bytes += (uint64_t)w;
 		/* Retire what was fully written; a partial head stays. */
 		size_t left = (size_t)w;
 		bool progress = false;
@@ -241,6 +263,17 @@ static void tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
 		if (!progress)
 			break;
 	}
+	/* The old leg of a switched session: once what it held is written,
+	 * end it; reading goes on to the peer's EOF. */
+	if (s->mig_out && !s->mig_shut && s->qcount == 0 && can_write(s)) {
+		sl->ops->shutdown(sl->st, s->h, SHUT_WR);
+		s->mig_shut = true;
+	}
+}
+
+void nk_sl_tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
+{
+	tx_run(sl, s);
 }
 
 /* ---- receive ---- */
@@ -279,38 +312,43 @@ static void accept_one(struct nk_sl *sl, struct nk_sl_sock *s, bool *again)
 	ns->domain = s->domain;
 	ns->bound = true;
 	ns->state = NK_SLS_CONNECTED;
-	struct nk_nqe n = { .op = NK_OP_NEWCONN, .vm = s->vm, .sock = s->id,
-			    .chunk = NK_NO_CHUNK };
-	nk_sl_addr_from_sa(&n.arg.conn.peer, &peer);
-	n.arg.conn.id = ns->id;
-	nk_sl_post(sl, &n);
-	s->rx_out++;
+	nk_sl_sess_accepted(sl, s, ns, &peer); /* NEWCONN now, or after the hello */
 	nk_sl_sock_update(sl, ns);
 	*again = true;
 }
 
-static void rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
+/* Returns false when s is gone (dropped, or merged into another socket). */
+static bool rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 {
 	struct nk_sl_vm *v = sl->vms[s->vm];
 
 	for (uint32_t i = 0; i < NK_SL_RX_BURST && v; i++) {
+		if (s->hin_want && !s->closing) {
+			/* A session hello comes first; it needs no credit. */
+			int r = nk_sl_sess_read_hello(sl, s);
+			if (r == 0)
+				return true;
+			if (r < 0 || s->state == NK_SLS_FREE)
+				return false;
+			continue;
+		}
 		if (s->closing || s->rx_stop || s->rx_out >= NK_SOCK_RX_ENTRIES)
-			return;
+			return true;
 		if (!nk_sl_can_produce(sl))
-			return; /* the main loop retries once the CE made room */
+			return true; /* the main loop retries once the CE made room */
 		if (s->state == NK_SLS_LISTENING) {
 			bool again;
 			accept_one(sl, s, &again);
 			if (!again)
-				return;
+				return true;
 			continue;
 		}
-		if (!can_read(s))
-			return;
+		if (!can_read(s) || s->internal)
+			return true;
 		if (v->nstash == 0) {
 			s->stash_wait = true;
 			v->starved = true;
-			return;
+			return true;
 		}
 		uint32_t chunk = v->stash[--v->nstash];
 		v->in_stash[chunk] = 0;
@@ -320,8 +358,19 @@ static void rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 					  v->chunk_size, &from, s->stream ? NULL : &flen);
 		if (n == -EAGAIN) {
 			stash_put(v, chunk);
-			return;
+			return true;
 		}
+		if (n == 0 && s->stream) {
+			int err;
+			if (nk_sl_sess_old_leg_eof(sl, s, &err)) {
+				stash_put(v, chunk); /* the session goes on, new leg */
+				continue;
+			}
+			if (err)
+				n = err;
+		}
+		if (n > 0 && s->stream)
+			s->rx_bytes += (uint64_t)n;
 		struct nk_nqe e = { .vm = s->vm, .sock = s->id, .chunk = NK_NO_CHUNK };
 		if (n > 0 || (n == 0 && !s->stream)) {
 			e.op = NK_OP_RX_DATA;
@@ -340,6 +389,7 @@ static void rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 		nk_sl_post(sl, &e);
 		s->rx_out++;
 	}
+	return true;
 }
 
 /* ---- readiness ---- */
@@ -361,8 +411,19 @@ void nk_sl_sock_update(struct nk_sl *sl, struct nk_sl_sock *s)
 			}
 		}
 	}
-	if (s->state == NK_SLS_CONNECTING || (s->qcount && can_write(s)))
+	if (s->hin_want && !s->closing)
+		ev |= NK_EV_IN; /* a session hello needs no credit */
+	bool tx_work = s->qcount || s->pre_off < s->pre_len || (s->mig_out && !s->mig_shut);
+	if (s->state == NK_SLS_CONNECTING || (tx_work && can_write(s)))
 		ev |= NK_EV_OUT;
+	uint32_t ev_tx = 0;
+	if (s->h_tx >= 0) {
+		/* Switched session: read the old leg, write the new one. */
+		ev_tx = ev & NK_EV_OUT;
+		ev &= NK_EV_IN;
+		if (ev_tx != s->events_tx && sl->ops->set_events(sl->st, s->h_tx, s->id, ev_tx) == 0)
+			s->events_tx = ev_tx;
+	}
 	if (ev != s->events) {
 		int r = sl->ops->set_events(sl->st, s->h, s->id, ev);
 		if (r < 0)
@@ -425,7 +486,10 @@ void nk_sl_sock_drop(struct nk_sl *sl, struct nk_sl_sock *s, bool post_closed)
 	q_fail_all(sl, s, -ECONNABORTED, post_closed);
 	if (s->h >= 0)
 		sl->ops->close(sl->st, s->h, abort);
-	if (post_closed) {
+	if (s->h_tx >= 0)
+		sl->ops->close(sl->st, s->h_tx, abort);
+	s->h_tx = -1;
+	if (post_closed && !s->internal) {
 		struct nk_nqe c = { .op = NK_OP_CLOSED, .vm = s->vm, .sock = s->id,
 				    .chunk = NK_NO_CHUNK };
 		nk_sl_post(sl, &c);
@@ -466,6 +530,10 @@ void nk_sl_sock_event(void *arg, uint32_t id, uint32_t events)
 		int r = sl->ops->connect_result(sl->st, s->h);
 		if (r == -EINPROGRESS)
 			return;
+		if (s->mig_in) { /* a new leg of a switched session */
+			nk_sl_sess_connected(sl, s, r);
+			return;
+		}
 		struct nk_nqe c = s->conn_req;
 		s->conn_pending = false;
 		s->state = r == 0 ? NK_SLS_CONNECTED : NK_SLS_OPEN;
@@ -481,8 +549,10 @@ void nk_sl_sock_event(void *arg, uint32_t id, uint32_t events)
 	}
 	if (s->qcount && (events & (NK_EV_OUT | NK_EV_ERR | NK_EV_HUP)))
 		tx_run(sl, s);
-	if (events & (NK_EV_IN | NK_EV_ERR | NK_EV_HUP))
-		rx_pump(sl, s);
+	if ((events & (NK_EV_IN | NK_EV_ERR | NK_EV_HUP)) && !rx_pump(sl, s))
+		return;
+	if (s->state == NK_SLS_FREE)
+		return;
 	if (s->closing && s->qcount == 0) {
 		nk_sl_sock_drop(sl, s, true);
 		return;

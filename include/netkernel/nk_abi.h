@@ -90,7 +90,8 @@ enum nk_op {
 	NK_OP_BIND = 2,       /**< arg.addr; result 0, arg.addr = bound address */
 	NK_OP_LISTEN = 3,     /**< arg.u32[0] = backlog */
 	NK_OP_CONNECT = 4,    /**< arg.addr; completes when established or failed,
-	                           arg.addr = local address */
+	                           arg.addr = local address. CE->NSM: off | len << 32
+	                           = session id when the peer is NetKernel-managed */
 	NK_OP_SHUTDOWN = 5,   /**< arg.u32[0] = SHUT_RD/SHUT_WR/SHUT_RDWR; ordered
 	                           after earlier SENDs on the socket */
 	NK_OP_SETSOCKOPT = 6, /**< arg.opt (value inline) */
@@ -107,12 +108,21 @@ enum nk_op {
 	                           is the accepted socket id (claims it) */
 	NK_OP_CLOSE = 11,     /**< guest: drop this channel's reference; no
 	                           completion. CE->NSM: close; NSM answers CLOSED */
+	/* live switching of a session connection, CE -> NSM (docs/ARCHITECTURE.md) */
+	NK_OP_MIGRATE = 12,   /**< new NSM: open a leg for session (off | len << 32)
+	                           to arg.mig, sending RESUME at arg.mig.offset;
+	                           completes once the peer's ACK arrived: result =
+	                           new NSM socket id, arg.mig.offset = the peer's
+	                           offset. The leg reads nothing until RX_CREDIT */
+	NK_OP_MIGRATE_OUT = 13, /**< old NSM: flush queued SENDs, shut the write
+	                           side, read to EOF (RX_FIN ends the old leg) */
 	/* NSM -> CE only */
 	NK_OP_RX_DATA = 16,   /**< chunk/off/len filled for sock; datagram
 	                           sockets: arg.addr = the sender */
 	NK_OP_RX_FIN = 17,    /**< orderly end of stream on sock */
 	NK_OP_RX_ERR = 18,    /**< result = -errno (connection reset, ...) */
-	NK_OP_NEWCONN = 19,   /**< sock = listener; arg.conn = new NSM socket + peer */
+	NK_OP_NEWCONN = 19,   /**< sock = listener; arg.conn = new NSM socket + peer;
+	                           off | len << 32 = session id (0 = none) */
 	NK_OP_CLOSED = 20,    /**< NSM released sock (after CLOSE or on its own);
 	                           not a completion: no NK_NQF_COMPLETION */
 	/* CE -> NSM only */
@@ -147,6 +157,16 @@ struct nk_conn {
 	uint32_t       id;  /**< NSM socket id of the new connection */
 };
 
+/** MIGRATE argument: where the peer accepts resumed legs, and the offset. */
+struct nk_mig {
+	uint16_t family;    /**< AF_INET / AF_INET6 of ip */
+	uint16_t port;      /**< the peer's session port, network order */
+	uint32_t pad;
+	uint8_t  ip[16];    /**< peer address (IPv4 in the first 4 bytes) */
+	uint64_t offset;    /**< request: bytes already sent on the old leg;
+	                         completion: bytes the peer sent on the old leg */
+};
+
 /** The queue element. 64 bytes, one cache line. */
 struct nk_nqe {
 	uint8_t  op;      /**< enum nk_op */
@@ -165,12 +185,37 @@ struct nk_nqe {
 		struct nk_opt      opt;
 		struct nk_sockargs sock;
 		struct nk_conn     conn;
+		struct nk_mig      mig;
 	} arg;
 };
 static_assert(sizeof(struct nk_nqe) == 64, "NQE is one cache line");
 static_assert(offsetof(struct nk_nqe, arg) == 32, "NQE arg at 32");
 static_assert(sizeof(struct nk_opt) == 32, "nk_opt fits arg");
 static_assert(sizeof(struct nk_conn) == 32, "nk_conn fits arg");
+static_assert(sizeof(struct nk_mig) == 32, "nk_mig fits arg");
+
+/* ------------------------------------------------------------------ */
+/* Session hello: the first bytes of a connection between two NetKernel */
+/* hosts, written and read by the ServiceLibs (never seen by guests).   */
+
+#define NK_SESS_MAGIC 0x4853454eu /**< "NESH" */
+#define NK_SESS_PORT  18999       /**< where an NSM accepts resumed legs */
+
+enum nk_sess_kind {
+	NK_SESS_NEW = 1,    /**< client -> server: a new session, offset 0 */
+	NK_SESS_RESUME = 2, /**< new leg of a session, at the sender's offset */
+	NK_SESS_ACK = 3,    /**< server -> client: offset where its bytes continue */
+};
+
+/** 24 bytes, little-endian on the wire. */
+struct nk_sess_hello {
+	uint32_t magic;
+	uint8_t  kind;      /**< enum nk_sess_kind */
+	uint8_t  pad[3];
+	uint64_t session;
+	uint64_t offset;    /**< application bytes before this leg's first byte */
+};
+static_assert(sizeof(struct nk_sess_hello) == 24, "session hello is 24 bytes");
 
 /* ------------------------------------------------------------------ */
 /* Rings                                                               */

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ce_mig.c - moving session connections to a VM's new NSM (live switching).
+ *
+ * A connection whose peer is NetKernel-managed (--nk-peers) carries a
+ * session id, given by the CoreEngine at CONNECT or learnt from NEWCONN.
+ * After `nkctl switch`, each such connection of the VM is moved:
+ *
+ *   OPENING   MIGRATE sent to the new NSM with the session and the bytes
+ *             already handed to the old one. The guest's SENDs and requests
+ *             on that socket wait in its ring (a few RTTs at most), so the
+ *             old NSM gets no byte past that offset.
+ *   DRAINING  The new leg is up (the peer linked it and told its offset):
+ *             requests and SENDs go to the new NSM; MIGRATE_OUT tells the old
+ *             one to write what it holds and end; its received bytes still
+ *             reach the guest and its RX_FIN ends the old leg. Then the new
+ *             leg gets the receive credit the ring has left (the "GO").
+ *
+ * The protocol between the ServiceLibs is in nsm/nk_sl_sess.c.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "ce.h"
+
+int ce_peers_parse(struct ce *ce, const char *list)
+{
+	char buf[256], *save = NULL;
+	if (strlen(list) >= sizeof(buf) || !*list)
+		return -EINVAL;
+	snprintf(ce->nk_peers, sizeof(ce->nk_peers), "%s", list);
+	strcpy(buf, list);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *slash = strchr(t, '/'), *end;
+		long bits = 32;
+		struct in_addr a;
+		if (slash) {
+			*slash = '\0';
+			bits = strtol(slash + 1, &end, 10);
+			if (*end || bits < 0 || bits > 32)
+				return -EINVAL;
+		}
+		if (inet_pton(AF_INET, t, &a) != 1 || ce->npeers == 16)
+			return -EINVAL;
+		ce->peer_mask[ce->npeers] = bits ? ~0u << (32 - bits) : 0;
+		ce->peer_net[ce->npeers] = ntohl(a.s_addr) & ce->peer_mask[ce->npeers];
+		ce->npeers++;
+	}
+	return 0;
+}
+
+/* A fresh session id when dst is NetKernel-managed, else 0. */
+uint64_t ce_session_for(struct ce *ce, const struct nk_addr *dst)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	uint32_t ip;
+	if (dst->family == AF_INET)
+		memcpy(&ip, dst->addr, 4);
+	else if (dst->family == AF_INET6 && !memcmp(dst->addr, mapped, 12))
+		memcpy(&ip, dst->addr + 12, 4);
+	else
+		return 0;
+	ip = ntohl(ip);
+	for (uint32_t i = 0; i < ce->npeers; i++) {
+		if ((ip & ce->peer_mask[i]) != ce->peer_net[i])
+			continue;
+		uint64_t s = 0;
+		while (s == 0)
+			if (getrandom(&s, sizeof(s), 0) != sizeof(s))
+				s = ce_now_ns() * 0x9e3779b97f4a7c15ull;
+		return s;
+	}
+	return 0;
+}
+
+static void send_close(struct ce *ce, struct ce_nsm *n, uint16_t vm, uint32_t nsm_sock)
+{
+	struct nk_nqe q = { .op = NK_OP_CLOSE, .vm = vm, .sock = nsm_sock, .chunk = NK_NO_CHUNK };
+	ce_nsm_send(ce, n, &q);
+}
+
+/* Start moving every session socket of the VM that is not on its NSM. */
+void ce_mig_scan(struct ce *ce, struct ce_vm *vm)
+{
+	struct ce_nsm *to = &ce->nsms[vm->nsm];
+	vm->mig_scan = false;
+	for (uint32_t s = 0; s < vm->reg.g.nsocks; s++) {
+		struct ce_sock *sk = &vm->socks[s];
+		struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
+		if (sk->state != CE_SK_OPEN || !sk->stream || !sk->session || sk->mig ||
+		    sk->mig_failed || sk->nsm == (int8_t)vm->nsm || sk->unclaimed)
+			continue;
+		/* A connection already ending just drains where it is. */
+		if (slot->state != NK_SS_CONNECTED || (slot->flags & (NK_SF_RX_FIN | NK_SF_RESET)))
+			continue;
+		if (!ce_nsm_has_room(to) || !ce_nsm_has_room(&ce->nsms[sk->nsm])) {
+			vm->mig_scan = true; /* cold NSM still starting, or a full ring */
+			continue;
+		}
+		uint32_t pi = ce_pend_alloc(ce);
+		if (pi == UINT32_MAX) {
+			vm->mig_scan = true;
+			continue;
+		}
+		struct ce_pend *p = &ce->pend[pi];
+		p->op = NK_OP_MIGRATE;
+		p->vm = (uint16_t)vm->idx;
+		p->chan = CE_PEND_NO_CHAN;
+		p->nsm = (int8_t)to->idx;
+		p->sock = s;
+		p->chunk = NK_NO_CHUNK;
+		p->cookie = 0;
+		struct nk_nqe q = { .op = NK_OP_MIGRATE, .vm = (uint16_t)vm->idx, .sock = NK_NO_SOCK,
+				    .cookie = ce_pend_cookie(ce, pi), .chunk = NK_NO_CHUNK,
+				    .off = (uint32_t)sk->session, .len = (uint32_t)(sk->session >> 32) };
+		q.arg.mig.family = slot->peer.family;
+		q.arg.mig.port = htons(NK_SESS_PORT);
+		memcpy(q.arg.mig.ip, slot->peer.addr, 16);
+		q.arg.mig.offset = sk->tx_bytes;
+		ce_nsm_send(ce, to, &q);
+		sk->mig = CE_MIG_OPENING;
+	}
+}
+
+/* MIGRATE completed (or failed) on the new NSM n. */
+void ce_mig_done(struct ce *ce, struct ce_vm *vm, uint32_t s, const struct nk_nqe *q, struct ce_nsm *n)
+{
+	struct ce_sock *sk = &vm->socks[s];
+	bool ok = q->result >= 0 && sk->state == CE_SK_OPEN && sk->mig == CE_MIG_OPENING &&
+		  n->state == CE_NSM_UP && ce_nsm_map_set(n, (uint32_t)q->result, (uint16_t)vm->idx, s) == 0;
+	if (!ok) {
+		if (q->result >= 0 && n->state == CE_NSM_UP)
+			send_close(ce, n, (uint16_t)vm->idx, (uint32_t)q->result);
+		if (sk->mig == CE_MIG_OPENING) {
+			/* The old leg was never told to end: the connection just
+			 * stays where it is, and an end seen meanwhile was real. */
+			sk->mig = CE_MIG_NONE;
+			sk->mig_failed = true;
+			if (sk->end_held && sk->state == CE_SK_OPEN) {
+				sk->end_held = false;
+				if (sk->end_err) {
+					ce_rx_push(vm, s, NK_RX_ERR, (uint32_t)sk->end_err, 0, 0);
+					ce_sock_set_error(ce, vm, s, sk->end_err, true);
+				} else if (ce_rx_push(vm, s, NK_RX_FIN, 0, 0, 0)) {
+					struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
+					__atomic_store_n(&slot->flags, slot->flags | NK_SF_RX_FIN, __ATOMIC_RELEASE);
+				}
+			}
+			ce_log("vm %s sock %u: moving to NSM %s failed (%s); it stays on NSM %s",
+			       vm->name, s, n->name, strerror(q->result < 0 ? -q->result : EPROTO),
+			       sk->nsm >= 0 ? ce->nsms[sk->nsm].name : "-");
+		}
+		return;
+	}
+	struct ce_nsm *old = &ce->nsms[sk->nsm];
+	sk->old_nsm = sk->nsm;
+	sk->old_sock = sk->nsm_sock;
+	sk->nsm = (int8_t)n->idx;
+	sk->nsm_sock = (uint32_t)q->result;
+	sk->mig = CE_MIG_DRAINING;
+	sk->mig_rx_off = q->arg.mig.offset;
+	struct nk_nqe out = { .op = NK_OP_MIGRATE_OUT, .vm = (uint16_t)vm->idx, .sock = sk->old_sock,
+			      .chunk = NK_NO_CHUNK };
+	ce_nsm_send(ce, old, &out);
+	vm->migrations++;
+	ce_wake_holders(vm, s); /* SENDs held in the guest ring may go now */
+	if (sk->end_held) {
+		sk->end_held = false;
+		ce_mig_old_end(ce, vm, s, sk->end_err);
+	}
+}
+
+bool ce_mig_old_leg(struct ce_vm *vm, uint32_t s, const struct ce_nsm *n, uint32_t nsm_sock)
+{
+	const struct ce_sock *sk = &vm->socks[s];
+	return sk->mig == CE_MIG_DRAINING && sk->old_nsm == (int8_t)n->idx && sk->old_sock == nsm_sock;
+}
+
+/* The old leg ended (its FIN: err = 0; or an error). */
+void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err)
+{
+	struct ce_sock *sk = &vm->socks[s];
+	struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
+	struct ce_nsm *old = &ce->nsms[sk->old_nsm];
+
+	sk->mig = CE_MIG_NONE;
+	if (old->state == CE_NSM_UP)
+		send_close(ce, old, (uint16_t)vm->idx, sk->old_sock);
+	if (!err && sk->rx_bytes != sk->mig_rx_off) {
+		ce_log("vm %s sock %u: old leg delivered %llu bytes, the peer said %llu", vm->name, s,
+		       (unsigned long long)sk->rx_bytes, (unsigned long long)sk->mig_rx_off);
+		err = EPROTO;
+	}
+	if (err) {
+		ce_sock_set_error(ce, vm, s, err, true);
+		return;
+	}
+	/* GO: the new leg may fill what the ring has free; RX_DONEs of the old
+	 * leg's entries still in the ring now credit the new leg. */
+	uint32_t head = __atomic_load_n(&slot->rx_head, __ATOMIC_ACQUIRE);
+	if (head - slot->rx_start > sk->rx_tail - slot->rx_start)
+		head = slot->rx_start;
+	uint32_t used = sk->rx_tail - head;
+	if (used > NK_SOCK_RX_ENTRIES)
+		used = NK_SOCK_RX_ENTRIES;
+	struct nk_nqe cr = { .op = NK_OP_RX_CREDIT, .vm = (uint16_t)vm->idx, .sock = sk->nsm_sock,
+			     .chunk = NK_NO_CHUNK, .len = NK_SOCK_RX_ENTRIES - used };
+	if (cr.len)
+		ce_nsm_send(ce, &ce->nsms[sk->nsm], &cr);
+}
