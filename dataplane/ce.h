@@ -83,7 +83,11 @@ struct ce_sock {
 	int end_err;        /* its error (0 = FIN) */
 };
 
-enum ce_mig { CE_MIG_NONE = 0, CE_MIG_OPENING, CE_MIG_DRAINING };
+/* OPENING: MIGRATE sent, SENDs wait (microseconds: the new NSM only creates
+ * its socket). LINKING: SENDs go to the new leg, which queues them behind
+ * its RESUME; the old leg still delivers. DRAINING: the peer linked the new
+ * leg (MIGRATE_ACK), the old one was told to end. */
+enum ce_mig { CE_MIG_NONE = 0, CE_MIG_OPENING, CE_MIG_LINKING, CE_MIG_DRAINING };
 
 struct ce_vm {
 	bool used;
@@ -256,6 +260,8 @@ void ce_mig_done(struct ce *ce, struct ce_vm *vm, uint32_t s, const struct nk_nq
 		 struct ce_nsm *n);
 bool ce_mig_old_leg(struct ce_vm *vm, uint32_t s, const struct ce_nsm *n, uint32_t nsm_sock);
 void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err);
+void ce_mig_ack(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, uint32_t s, const struct nk_nqe *q);
+bool ce_mig_has_old(const struct ce_sock *sk);
 
 /* ce_ctl.c */
 int ce_ctl_listen(struct ce *ce, char *err, size_t errlen);

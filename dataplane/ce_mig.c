@@ -156,28 +156,51 @@ void ce_mig_done(struct ce *ce, struct ce_vm *vm, uint32_t s, const struct nk_nq
 		}
 		return;
 	}
-	struct ce_nsm *old = &ce->nsms[sk->nsm];
 	sk->old_nsm = sk->nsm;
 	sk->old_sock = sk->nsm_sock;
 	sk->nsm = (int8_t)n->idx;
 	sk->nsm_sock = (uint32_t)q->result;
+	sk->mig = CE_MIG_LINKING;
+	ce_wake_holders(vm, s); /* SENDs held in the guest ring may go now */
+}
+
+/* The peer linked the new leg (or the leg failed). */
+void ce_mig_ack(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, uint32_t s, const struct nk_nqe *q)
+{
+	struct ce_sock *sk = &vm->socks[s];
+	if (sk->mig != CE_MIG_LINKING || sk->nsm != (int8_t)n->idx || sk->nsm_sock != q->sock)
+		return;
+	if (q->result < 0) {
+		/* Bytes already handed to the new leg cannot go back: the
+		 * connection is broken, and says so. */
+		ce_log("vm %s sock %u: new leg on NSM %s failed: %s", vm->name, s, n->name,
+		       strerror(-q->result));
+		sk->mig = CE_MIG_DRAINING; /* so release closes the old leg too */
+		ce_sock_set_error(ce, vm, s, ECONNRESET, true);
+		sk->state = CE_SK_DEAD;
+		return;
+	}
 	sk->mig = CE_MIG_DRAINING;
 	sk->mig_rx_off = q->arg.mig.offset;
 	struct nk_nqe out = { .op = NK_OP_MIGRATE_OUT, .vm = (uint16_t)vm->idx, .sock = sk->old_sock,
 			      .chunk = NK_NO_CHUNK };
-	ce_nsm_send(ce, old, &out);
+	ce_nsm_send(ce, &ce->nsms[sk->old_nsm], &out);
 	vm->migrations++;
-	ce_wake_holders(vm, s); /* SENDs held in the guest ring may go now */
 	if (sk->end_held) {
 		sk->end_held = false;
 		ce_mig_old_end(ce, vm, s, sk->end_err);
 	}
 }
 
+bool ce_mig_has_old(const struct ce_sock *sk)
+{
+	return sk->mig == CE_MIG_LINKING || sk->mig == CE_MIG_DRAINING;
+}
+
 bool ce_mig_old_leg(struct ce_vm *vm, uint32_t s, const struct ce_nsm *n, uint32_t nsm_sock)
 {
 	const struct ce_sock *sk = &vm->socks[s];
-	return sk->mig == CE_MIG_DRAINING && sk->old_nsm == (int8_t)n->idx && sk->old_sock == nsm_sock;
+	return ce_mig_has_old(sk) && sk->old_nsm == (int8_t)n->idx && sk->old_sock == nsm_sock;
 }
 
 /* The old leg ended (its FIN: err = 0; or an error). */

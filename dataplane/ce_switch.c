@@ -219,7 +219,7 @@ static void credit(struct ce *ce, struct ce_vm *vm, uint32_t s)
 	if (sk->state != CE_SK_OPEN || sk->nsm < 0)
 		return;
 	/* While the old leg of a switch drains, the ring's entries are its. */
-	bool old = sk->mig == CE_MIG_DRAINING;
+	bool old = ce_mig_has_old(sk);
 	struct ce_nsm *nsm = &ce->nsms[old ? sk->old_nsm : sk->nsm];
 	struct nk_nqe q = { .op = NK_OP_RX_CREDIT, .vm = (uint16_t)vm->idx,
 			    .sock = old ? sk->old_sock : sk->nsm_sock, .chunk = NK_NO_CHUNK, .len = 1 };
@@ -442,8 +442,13 @@ static void nsm_rx(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const stru
 	if (map_sock(ce, n, q, &s) == vm && vm->socks[s].state == CE_SK_OPEN) {
 		struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
 		struct ce_sock *sk = &vm->socks[s];
-		if (!chunk && sk->mig == CE_MIG_OPENING && sk->nsm == (int8_t)n->idx &&
-		    sk->nsm_sock == q->sock) {
+		bool primary = sk->nsm == (int8_t)n->idx && sk->nsm_sock == q->sock;
+		bool old_leg = ce_mig_old_leg(vm, s, n, q->sock);
+		if (!primary && !old_leg) {
+			goto drop; /* a leg that no longer carries this socket */
+		}
+		if (!chunk && ((sk->mig == CE_MIG_OPENING && primary) ||
+			       (sk->mig == CE_MIG_LINKING && old_leg))) {
 			/* The peer ends the old leg as soon as it linked the new
 			 * one, which can be before our MIGRATE completes: hold the
 			 * end until we know whether the move worked. */
@@ -475,6 +480,7 @@ static void nsm_rx(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const stru
 			ce_sock_set_error(ce, vm, s, e, true);
 		}
 	}
+drop:
 	if (!ok) {
 		/* Socket closing or ring full: drop, and keep the NSM's credit true. */
 		if (chunk) {
@@ -589,6 +595,12 @@ static void nsm_nqe(struct ce *ce, struct ce_nsm *n, const struct nk_nqe *q)
 	case NK_OP_CLOSED:
 		nsm_closed(ce, n, vm, q);
 		break;
+	case NK_OP_MIGRATE_ACK: {
+		uint32_t s = 0;
+		if (map_sock(ce, n, q, &s) == vm)
+			ce_mig_ack(ce, n, vm, s, q);
+		break;
+	}
 	default:
 		break;
 	}

@@ -257,7 +257,7 @@ void ce_sock_release(struct ce *ce, struct ce_vm *vm, uint32_t s)
 			ce_sock_release(ce, vm, i);
 		}
 	}
-	if (sk->mig == CE_MIG_DRAINING && ce->nsms[sk->old_nsm].state == CE_NSM_UP) {
+	if (ce_mig_has_old(sk) && ce->nsms[sk->old_nsm].state == CE_NSM_UP) {
 		struct nk_nqe q = { .op = NK_OP_CLOSE, .vm = (uint16_t)vm->idx, .sock = sk->old_sock,
 				    .chunk = NK_NO_CHUNK };
 		ce_nsm_send(ce, &ce->nsms[sk->old_nsm], &q);
@@ -287,7 +287,7 @@ void ce_sock_free(struct ce *ce, struct ce_vm *vm, uint32_t s)
 		if (m && m->vm == vm->idx && m->sock == s)
 			m->used = false;
 	}
-	if (sk->mig == CE_MIG_DRAINING) {
+	if (ce_mig_has_old(sk)) {
 		struct ce_nsm_map *m = ce_nsm_map_get(&ce->nsms[sk->old_nsm], sk->old_sock);
 		if (m && m->vm == vm->idx && m->sock == s)
 			m->used = false;

@@ -126,6 +126,7 @@ int nk_validate_nsm_nqe(const struct nk_geom *vg, const struct nk_nqe *n, const 
 	case NK_OP_RX_FIN:
 	case NK_OP_RX_ERR:
 	case NK_OP_CLOSED:
+	case NK_OP_MIGRATE_ACK:
 		return 0;
 	default:
 		if (n->flags & NK_NQF_COMPLETION)

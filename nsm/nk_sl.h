@@ -173,6 +173,7 @@ void nk_sl_sess_accepted(struct nk_sl *sl, struct nk_sl_sock *lis, struct nk_sl_
 			 const struct sockaddr_storage *peer);
 void nk_sl_sess_listen(struct nk_sl *sl, struct nk_sl_vm *v);
 bool nk_sl_sess_old_leg_eof(struct nk_sl *sl, struct nk_sl_sock *s, int *err);
+size_t nk_sl_sess_rx_room(struct nk_sl *sl, struct nk_sl_sock *s, size_t want);
 void nk_sl_op_migrate(struct nk_sl *sl, const struct nk_nqe *req);
 void nk_sl_op_migrate_out(struct nk_sl *sl, struct nk_sl_sock *s);
 void nk_sl_sess_connected(struct nk_sl *sl, struct nk_sl_sock *s, int r);

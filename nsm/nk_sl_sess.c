@@ -181,6 +181,15 @@ static void link_leg(struct nk_sl *sl, struct nk_sl_sock *x, uint64_t sess, uint
 	nk_sl_sock_update(sl, b);
 }
 
+/* Tell the CE whether the peer linked a MIGRATE leg (result 0) or not. */
+static void mig_ack(struct nk_sl *sl, struct nk_sl_sock *s, int32_t result, uint64_t off)
+{
+	struct nk_nqe a = { .op = NK_OP_MIGRATE_ACK, .vm = s->vm, .sock = s->id,
+			    .chunk = NK_NO_CHUNK, .result = result };
+	a.arg.mig.offset = off;
+	nk_sl_post(sl, &a);
+}
+
 static void hello_done(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_sess_hello *h)
 {
 	uint64_t sess = le64toh(h->session), off = le64toh(h->offset);
@@ -190,10 +199,8 @@ static void hello_done(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_s
 		if (h->kind != NK_SESS_ACK || sess != s->sess)
 			goto bad;
 		if (s->mig_in) {
-			struct nk_nqe c = s->mig_req;
 			s->mig_in = false;
-			c.arg.mig.offset = off;
-			nk_sl_complete(sl, &c, (int32_t)s->id);
+			mig_ack(sl, s, 0, off);
 		}
 		return;
 	}
@@ -213,9 +220,9 @@ bad:
 	nk_sl_log(sl, "socket %u: bad session hello (kind %u)", s->id, h->kind);
 	s->tx_err = -EPROTO;
 	if (s->mig_in) {
-		nk_sl_complete(sl, &s->mig_req, -EPROTO);
 		s->mig_in = false;
-		nk_sl_sock_drop(sl, s, false);
+		mig_ack(sl, s, -EPROTO, 0);
+		nk_sl_sock_drop(sl, s, true);
 	} else if (s->internal || s->newconn_pending) {
 		if (s->newconn_pending)
 			sl->socks[s->listener]->rx_out--;
@@ -234,13 +241,14 @@ int nk_sl_sess_read_hello(struct nk_sl *sl, struct nk_sl_sock *s)
 			return 0;
 		if (n <= 0) {
 			/* The peer went away before saying who it is. */
+			bool known = s->mig_in; /* the CE maps it already */
 			if (s->mig_in) {
-				nk_sl_complete(sl, &s->mig_req, n ? (int32_t)n : -ECONNRESET);
+				mig_ack(sl, s, n ? (int32_t)n : -ECONNRESET, 0);
 				s->mig_in = false;
 			}
 			if (s->newconn_pending)
 				sl->socks[s->listener]->rx_out--;
-			nk_sl_sock_drop(sl, s, false);
+			nk_sl_sock_drop(sl, s, known);
 			return -1;
 		}
 		s->hin_got += (uint8_t)n;
@@ -253,6 +261,31 @@ int nk_sl_sess_read_hello(struct nk_sl *sl, struct nk_sl_sock *s)
 	}
 	hello_done(sl, s, &h);
 	return 1;
+}
+
+static void swap_legs(struct nk_sl *sl, struct nk_sl_sock *s)
+{
+	sl->ops->set_events(sl->st, s->h, s->id, 0);
+	sl->ops->close(sl->st, s->h, false);
+	s->h = s->h_tx;
+	s->h_tx = -1;
+	s->events = s->events_tx;
+	s->events_tx = 0;
+}
+
+/* How much the read leg may still give: the old leg of a switched session
+ * owes exactly rx_expect bytes; once they are in, read the new leg at once
+ * (its FIN may come much later, e.g. after a loss at the end). */
+size_t nk_sl_sess_rx_room(struct nk_sl *sl, struct nk_sl_sock *s, size_t want)
+{
+	if (s->h_tx < 0)
+		return want;
+	if (s->rx_bytes == s->rx_expect) {
+		swap_legs(sl, s);
+		return want;
+	}
+	uint64_t left = s->rx_expect > s->rx_bytes ? s->rx_expect - s->rx_bytes : 0;
+	return left < want ? (size_t)left : want;
 }
 
 /* The old read leg hit EOF. true = the socket continues on its new leg;
@@ -269,12 +302,7 @@ bool nk_sl_sess_old_leg_eof(struct nk_sl *sl, struct nk_sl_sock *s, int *err)
 		*err = -EPROTO;
 		return false;
 	}
-	sl->ops->set_events(sl->st, s->h, s->id, 0);
-	sl->ops->close(sl->st, s->h, false);
-	s->h = s->h_tx;
-	s->h_tx = -1;
-	s->events = s->events_tx;
-	s->events_tx = 0;
+	swap_legs(sl, s);
 	return true;
 }
 
@@ -360,6 +388,8 @@ void nk_sl_op_migrate(struct nk_sl *sl, const struct nk_nqe *req)
 	nk_sl_sess_prefix(s, NK_SESS_RESUME, sess, req->arg.mig.offset);
 	s->hin_want = NK_SESS_ACK;
 	s->state = r == 0 ? NK_SLS_CONNECTED : NK_SLS_CONNECTING;
+	/* The socket exists: SENDs may come now and queue behind the RESUME. */
+	nk_sl_complete(sl, req, (int32_t)s->id);
 	if (r == 0)
 		nk_sl_tx_run(sl, s);
 	nk_sl_sock_update(sl, s);
@@ -369,9 +399,9 @@ void nk_sl_op_migrate(struct nk_sl *sl, const struct nk_nqe *req)
 void nk_sl_sess_connected(struct nk_sl *sl, struct nk_sl_sock *s, int r)
 {
 	if (r < 0) {
-		nk_sl_complete(sl, &s->mig_req, r);
 		s->mig_in = false;
-		nk_sl_sock_drop(sl, s, false);
+		mig_ack(sl, s, r, 0);
+		nk_sl_sock_drop(sl, s, true);
 		return;
 	}
 	s->state = NK_SLS_CONNECTED;

@@ -354,8 +354,9 @@ static bool rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 		v->in_stash[chunk] = 0;
 		struct sockaddr_storage from;
 		socklen_t flen = 0;
+		size_t room = s->stream ? nk_sl_sess_rx_room(sl, s, v->chunk_size) : v->chunk_size;
 		ssize_t n = sl->ops->recv(sl->st, s->h, nk_region_chunk(&v->reg, chunk),
-					  v->chunk_size, &from, s->stream ? NULL : &flen);
+					  room, &from, s->stream ? NULL : &flen);
 		if (n == -EAGAIN) {
 			stash_put(v, chunk);
 			return true;

@@ -111,9 +111,9 @@ enum nk_op {
 	/* live switching of a session connection, CE -> NSM (docs/ARCHITECTURE.md) */
 	NK_OP_MIGRATE = 12,   /**< new NSM: open a leg for session (off | len << 32)
 	                           to arg.mig, sending RESUME at arg.mig.offset;
-	                           completes once the peer's ACK arrived: result =
-	                           new NSM socket id, arg.mig.offset = the peer's
-	                           offset. The leg reads nothing until RX_CREDIT */
+	                           completes at once: result = new NSM socket id,
+	                           which takes SENDs (queued behind the RESUME).
+	                           The leg reads nothing until RX_CREDIT */
 	NK_OP_MIGRATE_OUT = 13, /**< old NSM: flush queued SENDs, shut the write
 	                           side, read to EOF (RX_FIN ends the old leg) */
 	/* NSM -> CE only */
@@ -125,6 +125,9 @@ enum nk_op {
 	                           off | len << 32 = session id (0 = none) */
 	NK_OP_CLOSED = 20,    /**< NSM released sock (after CLOSE or on its own);
 	                           not a completion: no NK_NQF_COMPLETION */
+	NK_OP_MIGRATE_ACK = 21, /**< the peer linked a MIGRATE leg: result 0 and
+	                           arg.mig.offset = bytes the peer sent on the old
+	                           leg; or result < 0, the leg failed */
 	/* CE -> NSM only */
 	NK_OP_GRANT = 24,     /**< vm; len = count; arg.u32[0..len) = RX chunk ids */
 	NK_OP_RX_CREDIT = 25, /**< sock; len = rx ring entries given back */
