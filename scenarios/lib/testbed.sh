@@ -17,6 +17,9 @@
 #                              veth pair; in A the device is "to-B", in B "to-A"
 #                              (see tb_dev). RATE (e.g. 1gbit) adds a tbf qdisc
 #                              on both ends (TB_TBF_LATENCY, TB_TBF_BURST tune it)
+#   tb_link_dev A DEV_A B DEV_B ADDR_A/24 ADDR_B/24 [RATE]
+#                              the same with explicit device names (a second
+#                              link between the same two hosts)
 #   tb_dev A B                 prints the name of A's device towards B
 #   tb_add_addr HOST ADDR/24 DEV  extra address (a VM's IP on the NSM's interface)
 #   tb_exec HOST cmd...        run in HOST's namespace ("root" = root namespace),
@@ -164,12 +167,17 @@ tb__tbf() {
 }
 
 tb_link() {
-	local a=${1:?tb_link A B ADDR_A ADDR_B [RATE]} b=${2:?} addr_a=${3:?} addr_b=${4:?} rate=${5:-}
-	local nsa nsb da db
+	local a=${1:?tb_link A B ADDR_A ADDR_B [RATE]} b=${2:?}
+	shift 2
+	tb_link_dev "$a" "$(tb_dev "$a" "$b")" "$b" "$(tb_dev "$b" "$a")" "$@"
+}
+
+tb_link_dev() {
+	local a=${1:?tb_link_dev A DEV_A B DEV_B ADDR_A ADDR_B [RATE]} da=${2:?} b=${3:?} db=${4:?}
+	local addr_a=${5:?} addr_b=${6:?} rate=${7:-}
+	local nsa nsb
 	nsa=$(tb_ns "$a")
 	nsb=$(tb_ns "$b")
-	da=$(tb_dev "$a" "$b")
-	db=$(tb_dev "$b" "$a")
 	# Both ends are created directly inside their namespaces, so the names
 	# never meet in the root namespace and parallel testbeds cannot clash.
 	ip link add "$da" netns "$nsa" type veth peer name "$db" netns "$nsb" || return 1
