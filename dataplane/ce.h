@@ -16,6 +16,7 @@
 #include "netkernel/nk_abi.h"
 #include "netkernel/nk_ring.h"
 #include "nk_pool.h"
+#include "nk_prefix.h"
 #include "nk_region.h"
 
 #define CE_MAX_VMS   64
@@ -193,7 +194,7 @@ struct ce {
 	int nconns;
 	struct nk_geom vm_geom;
 	char nk_peers[256];       /* --nk-peers as given, passed to NSMs */
-	uint32_t peer_net[16], peer_mask[16], npeers;
+	struct nk_prefixes peers;
 };
 
 /* epoll tags */
@@ -253,7 +254,6 @@ uint64_t ce_pend_cookie(struct ce *ce, uint32_t i);
 void ce_pend_fail_nsm(struct ce *ce, struct ce_nsm *n, int err);
 
 /* ce_mig.c */
-int ce_peers_parse(struct ce *ce, const char *list);
 uint64_t ce_session_for(struct ce *ce, const struct nk_addr *dst);
 void ce_mig_scan(struct ce *ce, struct ce_vm *vm);
 void ce_mig_done(struct ce *ce, struct ce_vm *vm, uint32_t s, const struct nk_nqe *q,

@@ -110,10 +110,11 @@ static int parse_args(struct ce *ce, int argc, char **argv)
 			}
 			ce->spin_us = (uint32_t)n;
 		} else if (!strcmp(a, "--nk-peers")) {
-			if (ce_peers_parse(ce, v) < 0) {
+			if (strlen(v) >= sizeof(ce->nk_peers) || nk_prefixes_parse(&ce->peers, v) < 0) {
 				fprintf(stderr, "nk-coreengine: bad --nk-peers '%s' (IPv4 prefixes A.B.C.D/N, comma-separated, at most 16)\n", v);
 				return -1;
 			}
+			snprintf(ce->nk_peers, sizeof(ce->nk_peers), "%s", v);
 		} else if (!strcmp(a, "--nsm-bin")) {
 			snprintf(ce->nsm_bin, sizeof(ce->nsm_bin), "%s", v);
 		} else if (!strcmp(a, "--nsm")) {

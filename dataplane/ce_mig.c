@@ -27,54 +27,24 @@
 
 #include "ce.h"
 
-int ce_peers_parse(struct ce *ce, const char *list)
-{
-	char buf[256], *save = NULL;
-	if (strlen(list) >= sizeof(buf) || !*list)
-		return -EINVAL;
-	snprintf(ce->nk_peers, sizeof(ce->nk_peers), "%s", list);
-	strcpy(buf, list);
-	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		char *slash = strchr(t, '/'), *end;
-		long bits = 32;
-		struct in_addr a;
-		if (slash) {
-			*slash = '\0';
-			bits = strtol(slash + 1, &end, 10);
-			if (*end || bits < 0 || bits > 32)
-				return -EINVAL;
-		}
-		if (inet_pton(AF_INET, t, &a) != 1 || ce->npeers == 16)
-			return -EINVAL;
-		ce->peer_mask[ce->npeers] = bits ? ~0u << (32 - bits) : 0;
-		ce->peer_net[ce->npeers] = ntohl(a.s_addr) & ce->peer_mask[ce->npeers];
-		ce->npeers++;
-	}
-	return 0;
-}
-
 /* A fresh session id when dst is NetKernel-managed, else 0. */
 uint64_t ce_session_for(struct ce *ce, const struct nk_addr *dst)
 {
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	uint32_t ip;
+	const uint8_t *ip;
 	if (dst->family == AF_INET)
-		memcpy(&ip, dst->addr, 4);
+		ip = dst->addr;
 	else if (dst->family == AF_INET6 && !memcmp(dst->addr, mapped, 12))
-		memcpy(&ip, dst->addr + 12, 4);
+		ip = dst->addr + 12;
 	else
 		return 0;
-	ip = ntohl(ip);
-	for (uint32_t i = 0; i < ce->npeers; i++) {
-		if ((ip & ce->peer_mask[i]) != ce->peer_net[i])
-			continue;
-		uint64_t s = 0;
-		while (s == 0)
-			if (getrandom(&s, sizeof(s), 0) != sizeof(s))
-				s = ce_now_ns() * 0x9e3779b97f4a7c15ull;
-		return s;
-	}
-	return 0;
+	if (!nk_prefixes_match(&ce->peers, ip))
+		return 0;
+	uint64_t s = 0;
+	while (s == 0)
+		if (getrandom(&s, sizeof(s), 0) != sizeof(s))
+			s = ce_now_ns() * 0x9e3779b97f4a7c15ull;
+	return s;
 }
 
 static void send_close(struct ce *ce, struct ce_nsm *n, uint16_t vm, uint32_t nsm_sock)

@@ -16,6 +16,7 @@
 
 #include "netkernel/nk_abi.h"
 #include "netkernel/nk_ring.h"
+#include "nk_prefix.h"
 #include "nk_region.h"
 #include "nk_stack.h"
 
@@ -126,8 +127,7 @@ struct nk_sl {
 	uint32_t bl_head, bl_count, bl_cap;
 
 	/* --nk-peers: IPv4 prefixes whose hosts run NetKernel (sessions) */
-	uint32_t peer_net[16], peer_mask[16];
-	uint32_t npeers;
+	struct nk_prefixes peers;
 
 	bool stop;                 /* SIGTERM/SIGINT or CE gone */
 	uint64_t n_invalid;        /* NQEs that failed validation */
@@ -164,7 +164,6 @@ void nk_sl_sock_forget(struct nk_sl *sl, struct nk_sl_sock *s);
 void nk_sl_tx_run(struct nk_sl *sl, struct nk_sl_sock *s);
 
 /* nk_sl_sess.c: sessions between NetKernel hosts, live switching */
-int nk_sl_peers_parse(struct nk_sl *sl, const char *list);
 bool nk_sl_peer_is_nk(const struct nk_sl *sl, const struct sockaddr_storage *ss);
 void nk_sl_sess_prefix(struct nk_sl_sock *s, uint8_t kind, uint64_t sess, uint64_t off);
 int nk_sl_sess_write_prefix(struct nk_sl *sl, struct nk_sl_sock *s, int64_t th);

@@ -88,7 +88,7 @@ static int parse_args(struct nk_sl *sl, int argc, char **argv, const char **ctl)
 		}
 		case 'A': sl->allow_guest_cc = true; break;
 		case 'P':
-			if (nk_sl_peers_parse(sl, optarg) < 0)
+			if (nk_prefixes_parse(&sl->peers, optarg) < 0)
 				return die_usage("bad --nk-peers '%s' (IPv4 prefixes A.B.C.D/N, comma-separated, at most 16)",
 						 optarg);
 			break;

@@ -37,50 +37,16 @@
 
 /* ---- prefixes ---- */
 
-int nk_sl_peers_parse(struct nk_sl *sl, const char *list)
-{
-	char buf[512], *save = NULL;
-	if (strlen(list) >= sizeof(buf))
-		return -EINVAL;
-	strcpy(buf, list);
-	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		char *slash = strchr(t, '/');
-		long bits = 32;
-		if (slash) {
-			char *end;
-			*slash = '\0';
-			bits = strtol(slash + 1, &end, 10);
-			if (*end || bits < 0 || bits > 32)
-				return -EINVAL;
-		}
-		struct in_addr a;
-		if (inet_pton(AF_INET, t, &a) != 1 || sl->npeers == 16)
-			return -EINVAL;
-		uint32_t mask = bits ? ~0u << (32 - bits) : 0;
-		sl->peer_mask[sl->npeers] = mask;
-		sl->peer_net[sl->npeers] = ntohl(a.s_addr) & mask;
-		sl->npeers++;
-	}
-	return 0;
-}
-
 bool nk_sl_peer_is_nk(const struct nk_sl *sl, const struct sockaddr_storage *ss)
 {
-	uint32_t ip;
-	if (ss->ss_family == AF_INET) {
-		ip = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
-	} else if (ss->ss_family == AF_INET6) {
+	if (ss->ss_family == AF_INET)
+		return nk_prefixes_match(&sl->peers,
+					 (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr);
+	if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-		if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			return false;
-		memcpy(&ip, s6->sin6_addr.s6_addr + 12, 4);
-		ip = ntohl(ip);
-	} else {
-		return false;
+		return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
+		       nk_prefixes_match(&sl->peers, s6->sin6_addr.s6_addr + 12);
 	}
-	for (uint32_t i = 0; i < sl->npeers; i++)
-		if ((ip & sl->peer_mask[i]) == sl->peer_net[i])
-			return true;
 	return false;
 }
 
@@ -310,7 +276,7 @@ bool nk_sl_sess_old_leg_eof(struct nk_sl *sl, struct nk_sl_sock *s, int *err)
 
 void nk_sl_sess_listen(struct nk_sl *sl, struct nk_sl_vm *v)
 {
-	if (sl->npeers == 0 || memcmp(v->ipv4, "\0\0\0\0", 4) == 0)
+	if (sl->peers.n == 0 || memcmp(v->ipv4, "\0\0\0\0", 4) == 0)
 		return;
 	struct nk_sl_sock *s = nk_sl_sock_new(sl, v->index);
 	if (!s)
