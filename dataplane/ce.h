@@ -82,6 +82,13 @@ struct ce_sock {
 	uint64_t mig_rx_off; /* the peer's offset: old leg delivers this much */
 	bool end_held;      /* FIN/error of the old leg seen while OPENING */
 	int end_err;        /* its error (0 = FIN) */
+	bool close_owed;    /* released in LINKING: close the old leg after the ACK */
+	bool wr_shut;       /* the guest shut its write side: never moved */
+	bool connected;     /* private copies of what the slot says: the  */
+	bool fin_seen;      /* guest can write anything into its slot     */
+	struct nk_addr peer;
+	uint32_t rx_start;
+	uint32_t rx_pending; /* entries pushed, RX_DONE not yet processed */
 };
 
 /* OPENING: MIGRATE sent, SENDs wait (microseconds: the new NSM only creates
@@ -162,6 +169,7 @@ struct ce_pend {
 	uint32_t chunk;     /* getsockopt chunk or NK_NO_CHUNK */
 	uint64_t cookie;    /* the guest's */
 	uint32_t gen;
+	uint32_t sock_gen;  /* slot generation when sent (MIGRATE) */
 };
 
 #define CE_MAX_PEND 8192
@@ -259,7 +267,7 @@ void ce_mig_scan(struct ce *ce, struct ce_vm *vm);
 void ce_mig_done(struct ce *ce, struct ce_vm *vm, uint32_t s, const struct nk_nqe *q,
 		 struct ce_nsm *n);
 bool ce_mig_old_leg(struct ce_vm *vm, uint32_t s, const struct ce_nsm *n, uint32_t nsm_sock);
-void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err);
+void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err, bool leg_gone);
 void ce_mig_ack(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, uint32_t s, const struct nk_nqe *q);
 bool ce_mig_has_old(const struct ce_sock *sk);
 

@@ -60,13 +60,15 @@ void ce_mig_scan(struct ce *ce, struct ce_vm *vm)
 	vm->mig_scan = false;
 	for (uint32_t s = 0; s < vm->reg.g.nsocks; s++) {
 		struct ce_sock *sk = &vm->socks[s];
-		struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
-		if (sk->state != CE_SK_OPEN || !sk->stream || !sk->session || sk->mig ||
-		    sk->mig_failed || sk->nsm == (int8_t)vm->nsm || sk->unclaimed)
+		if (sk->state != CE_SK_OPEN || !sk->stream || !sk->session || sk->mig_failed ||
+		    sk->nsm == (int8_t)vm->nsm || sk->unclaimed)
 			continue;
-		/* A connection already ending just drains where it is. */
-		if (slot->state != NK_SS_CONNECTED || (slot->flags & (NK_SF_RX_FIN | NK_SF_RESET)))
+		/* A connection already ending (either way) drains where it is.
+		 * Private state only: the slot is guest-writable. */
+		if (!sk->connected || sk->fin_seen || sk->wr_shut)
 			continue;
+		if (sk->mig)
+			continue; /* ce_mig_old_end rescans when this move is done */
 		if (!ce_nsm_has_room(to) || !ce_nsm_has_room(&ce->nsms[sk->nsm])) {
 			vm->mig_scan = true; /* cold NSM still starting, or a full ring */
 			continue;
@@ -84,12 +86,13 @@ void ce_mig_scan(struct ce *ce, struct ce_vm *vm)
 		p->sock = s;
 		p->chunk = NK_NO_CHUNK;
 		p->cookie = 0;
+		p->sock_gen = nk_region_slot(&vm->reg, s)->gen;
 		struct nk_nqe q = { .op = NK_OP_MIGRATE, .vm = (uint16_t)vm->idx, .sock = NK_NO_SOCK,
 				    .cookie = ce_pend_cookie(ce, pi), .chunk = NK_NO_CHUNK,
 				    .off = (uint32_t)sk->session, .len = (uint32_t)(sk->session >> 32) };
-		q.arg.mig.family = slot->peer.family;
+		q.arg.mig.family = sk->peer.family;
 		q.arg.mig.port = htons(NK_SESS_PORT);
-		memcpy(q.arg.mig.ip, slot->peer.addr, 16);
+		memcpy(q.arg.mig.ip, sk->peer.addr, 16);
 		q.arg.mig.offset = sk->tx_bytes;
 		ce_nsm_send(ce, to, &q);
 		sk->mig = CE_MIG_OPENING;
@@ -145,20 +148,22 @@ void ce_mig_ack(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, uint32_t s, c
 		 * connection is broken, and says so. */
 		ce_log("vm %s sock %u: new leg on NSM %s failed: %s", vm->name, s, n->name,
 		       strerror(-q->result));
-		sk->mig = CE_MIG_DRAINING; /* so release closes the old leg too */
-		ce_sock_set_error(ce, vm, s, ECONNRESET, true);
-		sk->state = CE_SK_DEAD;
+		sk->mig = CE_MIG_DRAINING;
+		ce_mig_old_end(ce, vm, s, ECONNRESET, false);
 		return;
 	}
 	sk->mig = CE_MIG_DRAINING;
 	sk->mig_rx_off = q->arg.mig.offset;
-	struct nk_nqe out = { .op = NK_OP_MIGRATE_OUT, .vm = (uint16_t)vm->idx, .sock = sk->old_sock,
-			      .chunk = NK_NO_CHUNK };
+	/* Released meanwhile: the old leg just flushes and closes (the peer
+	 * has linked, so its FIN is the old leg's end there). */
+	struct nk_nqe out = { .op = sk->close_owed ? NK_OP_CLOSE : NK_OP_MIGRATE_OUT,
+			      .vm = (uint16_t)vm->idx, .sock = sk->old_sock, .chunk = NK_NO_CHUNK };
+	sk->close_owed = false;
 	ce_nsm_send(ce, &ce->nsms[sk->old_nsm], &out);
 	vm->migrations++;
-	if (sk->end_held) {
+	if (sk->end_held && sk->state == CE_SK_OPEN) {
 		sk->end_held = false;
-		ce_mig_old_end(ce, vm, s, sk->end_err);
+		ce_mig_old_end(ce, vm, s, sk->end_err, false);
 	}
 }
 
@@ -173,15 +178,17 @@ bool ce_mig_old_leg(struct ce_vm *vm, uint32_t s, const struct ce_nsm *n, uint32
 	return ce_mig_has_old(sk) && sk->old_nsm == (int8_t)n->idx && sk->old_sock == nsm_sock;
 }
 
-/* The old leg ended (its FIN: err = 0; or an error). */
-void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err)
+/* The old leg ended (its FIN: err = 0; or an error). leg_gone: the old NSM
+ * already released that socket id (CLOSED, or the NSM died): send it
+ * nothing, the id may belong to another connection by now. */
+void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err, bool leg_gone)
 {
 	struct ce_sock *sk = &vm->socks[s];
-	struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
 	struct ce_nsm *old = &ce->nsms[sk->old_nsm];
 
 	sk->mig = CE_MIG_NONE;
-	if (old->state == CE_NSM_UP)
+	vm->mig_scan = true; /* a switch during this move may want it elsewhere */
+	if (!leg_gone && old->state == CE_NSM_UP)
 		send_close(ce, old, (uint16_t)vm->idx, sk->old_sock);
 	if (!err && sk->rx_bytes != sk->mig_rx_off) {
 		ce_log("vm %s sock %u: old leg delivered %llu bytes, the peer said %llu", vm->name, s,
@@ -189,17 +196,24 @@ void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err)
 		err = EPROTO;
 	}
 	if (err) {
+		/* The stream has a hole: fail the socket and drop the new leg
+		 * too, so nothing more is sent into a broken stream. */
+		if (sk->nsm >= 0 && ce->nsms[sk->nsm].state == CE_NSM_UP) {
+			struct ce_nsm_map *m = ce_nsm_map_get(&ce->nsms[sk->nsm], sk->nsm_sock);
+			if (m && m->vm == vm->idx && m->sock == s)
+				m->used = false;
+			send_close(ce, &ce->nsms[sk->nsm], (uint16_t)vm->idx, sk->nsm_sock);
+		}
+		sk->nsm = -1;
+		sk->state = CE_SK_DEAD;
 		ce_sock_set_error(ce, vm, s, err, true);
 		return;
 	}
-	/* GO: the new leg may fill what the ring has free; RX_DONEs of the old
-	 * leg's entries still in the ring now credit the new leg. */
-	uint32_t head = __atomic_load_n(&slot->rx_head, __ATOMIC_ACQUIRE);
-	if (head - slot->rx_start > sk->rx_tail - slot->rx_start)
-		head = slot->rx_start;
-	uint32_t used = sk->rx_tail - head;
-	if (used > NK_SOCK_RX_ENTRIES)
-		used = NK_SOCK_RX_ENTRIES;
+	/* GO: the new leg may fill what the ring has free. Counted from our own
+	 * books (entries pushed minus RX_DONEs processed), not from the guest's
+	 * rx_head, which runs ahead of its RX_DONEs: those still to come credit
+	 * the new leg, and must not be counted twice. */
+	uint32_t used = sk->rx_pending > NK_SOCK_RX_ENTRIES ? NK_SOCK_RX_ENTRIES : sk->rx_pending;
 	struct nk_nqe cr = { .op = NK_OP_RX_CREDIT, .vm = (uint16_t)vm->idx, .sock = sk->nsm_sock,
 			     .chunk = NK_NO_CHUNK, .len = NK_SOCK_RX_ENTRIES - used };
 	if (cr.len)

@@ -347,7 +347,7 @@ void ce_nsm_lost(struct ce *ce, struct ce_nsm *n, const char *why)
 		for (uint32_t s = 0; s < vm->reg.g.nsocks; s++) {
 			struct ce_sock *sk = &vm->socks[s];
 			if (ce_mig_old_leg(vm, s, n, sk->old_sock))
-				ce_mig_old_end(ce, vm, s, ECONNRESET); /* bytes of the old leg lost */
+				ce_mig_old_end(ce, vm, s, ECONNRESET, true); /* bytes of the old leg lost */
 			if (sk->state == CE_SK_FREE || sk->nsm != (int8_t)n->idx)
 				continue;
 			if (sk->state == CE_SK_CLOSING || sk->holders == 0) {

@@ -174,6 +174,8 @@ static int guest_ctl_op(struct ce *ce, struct ce_vm *vm, uint32_t c, const struc
 		vm->ck_nsm[n->chunk] = (int8_t)nsm->idx;
 		vm->chan[c].tx_inflight++;
 	}
+	if (n->op == NK_OP_SHUTDOWN && n->arg.u32[0] != SHUT_RD)
+		sk->wr_shut = true; /* a half-closed stream drains where it is */
 	if (n->op == NK_OP_CONNECT) {
 		sk->connect_to = n->arg.addr;
 		__atomic_store_n(&nk_region_slot(&vm->reg, n->sock)->state, NK_SS_CONNECTING,
@@ -232,6 +234,8 @@ static int guest_rx_done(struct ce *ce, struct ce_vm *vm, uint32_t c, const stru
 		bad_nqe(vm, c, n, "rx_done on a socket the channel does not hold");
 		return 1;
 	}
+	if (vm->socks[n->sock].rx_pending)
+		vm->socks[n->sock].rx_pending--;
 	if (n->flags & NK_NQF_ACCEPT) {
 		struct ce_sock *a = &vm->socks[n->arg.u32[0]];
 		if (a->state == CE_SK_FREE || !a->unclaimed || a->parent != n->sock) {
@@ -320,9 +324,18 @@ static void pend_finish(struct ce *ce, uint32_t pi, const struct nk_nqe *q)
 	bool tell = ch->used && ch->gen == p->chan_gen;
 
 	if (p->op == NK_OP_MIGRATE) {
+		struct nk_nqe r = *q;
+		/* The slot may have been freed and reused since: not ours. */
+		if (slot->gen != p->sock_gen && r.result >= 0) {
+			struct nk_nqe cl = { .op = NK_OP_CLOSE, .vm = p->vm, .sock = (uint32_t)r.result,
+					     .chunk = NK_NO_CHUNK };
+			ce_nsm_send(ce, &ce->nsms[p->nsm], &cl);
+			r.result = -ESTALE;
+		}
 		p->used = false;
 		nk_pool_put(&ce->pendfree, pi);
-		ce_mig_done(ce, vm, out.sock, q, &ce->nsms[p->nsm]);
+		if (slot->gen == p->sock_gen)
+			ce_mig_done(ce, vm, out.sock, &r, &ce->nsms[p->nsm]);
 		return;
 	}
 	out.arg = q->arg;
@@ -357,6 +370,8 @@ static void pend_finish(struct ce *ce, uint32_t pi, const struct nk_nqe *q)
 		if (q->result == 0) {
 			slot->local = q->arg.addr;
 			slot->peer = sk->connect_to;
+			sk->peer = sk->connect_to;
+			sk->connected = true;
 			__atomic_store_n(&slot->state, NK_SS_CONNECTED, __ATOMIC_RELEASE);
 			ce_wake_holders(vm, p->sock);
 		} else if (sk->state != CE_SK_FREE) {
@@ -460,7 +475,7 @@ static void nsm_rx(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const stru
 			/* The end of a switched connection's old leg, not of the
 			 * stream: the new leg carries on. */
 			ce_mig_old_end(ce, vm, s, q->op == NK_OP_RX_FIN ? 0 :
-					       (q->result < 0 ? -q->result : ECONNRESET));
+					       (q->result < 0 ? -q->result : ECONNRESET), false);
 			return;
 		}
 		if (chunk) {
@@ -479,6 +494,12 @@ static void nsm_rx(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const stru
 			ok = ce_rx_push(vm, s, NK_RX_ERR, (uint32_t)e, 0, 0);
 			ce_sock_set_error(ce, vm, s, e, true);
 		}
+	}
+	if (!ok && chunk && vm->socks[s].state == CE_SK_OPEN && map_sock(ce, n, q, &s) == vm) {
+		/* The ring was full: the NSM overran its credit. A hole in a
+		 * byte stream must be an error, never silence. */
+		ce_log("vm %s sock %u: rx ring full, data dropped; failing the socket", vm->name, s);
+		ce_sock_set_error(ce, vm, s, EPROTO, true);
 	}
 drop:
 	if (!ok) {
@@ -516,6 +537,8 @@ static void nsm_newconn(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const
 	sk->unclaimed = true;
 	sk->parent = l;
 	slot->peer = q->arg.conn.peer;
+	sk->peer = q->arg.conn.peer;
+	sk->connected = true;
 	slot->local = nk_region_slot(&vm->reg, l)->local;
 	__atomic_store_n(&slot->state, NK_SS_CONNECTED, __ATOMIC_RELEASE);
 	if (ce_rx_push(vm, l, NK_RX_ACCEPT, s, 0, 0))
@@ -543,7 +566,7 @@ static void nsm_closed(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const 
 	if (sk->nsm != (int8_t)n->idx || sk->nsm_sock != q->sock) {
 		/* The old leg of a switched connection is gone. */
 		if (ce_mig_old_leg(vm, s, n, q->sock))
-			ce_mig_old_end(ce, vm, s, ECONNRESET);
+			ce_mig_old_end(ce, vm, s, ECONNRESET, true); /* its id may be reused now */
 		ce_nsm_map_get(n, q->sock)->used = false;
 		ce_nsm_maybe_retire(ce, n);
 		return;

@@ -257,7 +257,12 @@ void ce_sock_release(struct ce *ce, struct ce_vm *vm, uint32_t s)
 			ce_sock_release(ce, vm, i);
 		}
 	}
-	if (ce_mig_has_old(sk) && ce->nsms[sk->old_nsm].state == CE_NSM_UP) {
+	if (sk->mig == CE_MIG_LINKING) {
+		/* The peer may not have linked the new leg yet: an old-leg FIN now
+		 * would look like the application's end there, before the bytes
+		 * queued on the new leg. Close the old leg once it has (ack). */
+		sk->close_owed = true;
+	} else if (sk->mig == CE_MIG_DRAINING && ce->nsms[sk->old_nsm].state == CE_NSM_UP) {
 		struct nk_nqe q = { .op = NK_OP_CLOSE, .vm = (uint16_t)vm->idx, .sock = sk->old_sock,
 				    .chunk = NK_NO_CHUNK };
 		ce_nsm_send(ce, &ce->nsms[sk->old_nsm], &q);
@@ -333,7 +338,7 @@ bool ce_rx_push(struct ce_vm *vm, uint32_t s, uint16_t type, uint32_t val, uint3
 	struct ce_sock *sk = &vm->socks[s];
 	struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
 	uint32_t head = __atomic_load_n(&slot->rx_head, __ATOMIC_ACQUIRE);
-	uint32_t start = slot->rx_start; /* our own word */
+	uint32_t start = sk->rx_start; /* our private copy: the slot is guest-writable */
 
 	/* A head outside [start, tail] is stale (slot not adopted yet) or bogus:
 	 * count from start, which an honest guest is about to adopt. */
@@ -350,6 +355,9 @@ bool ce_rx_push(struct ce_vm *vm, uint32_t s, uint16_t type, uint32_t val, uint3
 	e->off = off;
 	e->len = len;
 	sk->rx_tail++;
+	sk->rx_pending++;
+	if (type == NK_RX_FIN)
+		sk->fin_seen = true;
 	__atomic_store_n(&slot->rx_tail, sk->rx_tail, __ATOMIC_RELEASE);
 	ce_wake_holders(vm, s);
 	return true;
@@ -377,6 +385,7 @@ int ce_sock_alloc(struct ce_vm *vm, uint64_t holders, int nsm, uint32_t *out)
 	sk->rx_tail = tail;
 	sk->nsm = (int8_t)nsm;
 	sk->holders = holders;
+	sk->rx_start = tail;
 	slot->rx_start = tail;
 	slot->flags = 0;
 	slot->error = 0;

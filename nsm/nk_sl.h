@@ -99,6 +99,8 @@ struct nk_sl_sock {
 	uint64_t rx_expect;   /* bytes the old leg must deliver before its EOF */
 	struct nk_nqe mig_req; /* the MIGRATE to complete */
 	struct nk_addr peer;  /* accepted: the client's address (NEWCONN) */
+	bool wr_shut;         /* the application shut its write side */
+	bool tx_fin_sent;     /* ... and the current write leg carries it */
 };
 
 struct nk_sl {

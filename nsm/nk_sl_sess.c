@@ -140,6 +140,7 @@ static void link_leg(struct nk_sl *sl, struct nk_sl_sock *x, uint64_t sess, uint
 	 * goes to the new leg: offsets are byte-exact). */
 	sl->ops->shutdown(sl->st, b->h, SHUT_WR);
 	nk_sl_sess_prefix(b, NK_SESS_ACK, sess, b->tx_bytes);
+	b->tx_fin_sent = false; /* tx_run re-sends the app's FIN, if any, after the ACK */
 	nk_sl_log(sl, "session %016llx: new leg linked (peer offset %llu, ours %llu)",
 		  (unsigned long long)sess, (unsigned long long)off,
 		  (unsigned long long)b->tx_bytes);

@@ -199,6 +199,8 @@ static void tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
 		struct nk_sl_txq *e = q_at(s, 0);
 		if (e->kind == NK_TXQ_SHUTDOWN) {
 			int how = (int)e->req.arg.u32[0];
+			if (how != SHUT_RD)
+				s->wr_shut = s->tx_fin_sent = true;
 			nk_sl_complete(sl, &e->req, sl->ops->shutdown(sl->st, th, how));
 			q_pop(s);
 			continue;
@@ -262,6 +264,12 @@ static void tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
 		}
 		if (!progress)
 			break;
+	}
+	/* Linked a new leg after the application had shut its write side:
+	 * the new leg ends the same way, right after our ACK. */
+	if (s->wr_shut && !s->tx_fin_sent && s->qcount == 0 && can_write(s)) {
+		sl->ops->shutdown(sl->st, th, SHUT_WR);
+		s->tx_fin_sent = true;
 	}
 	/* The old leg of a switched session: once what it held is written,
 	 * end it; reading goes on to the peer's EOF. */
@@ -467,7 +475,9 @@ void nk_sl_sock_send(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe
 
 void nk_sl_sock_shutdown(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe *req)
 {
-	if (s->qcount == 0) {
+	if (s->qcount == 0 && s->pre_off == s->pre_len) {
+		if (req->arg.u32[0] != SHUT_RD)
+			s->wr_shut = s->tx_fin_sent = true;
 		nk_sl_complete(sl, req, sl->ops->shutdown(sl->st, s->h, (int)req->arg.u32[0]));
 		return;
 	}
@@ -478,6 +488,17 @@ void nk_sl_sock_shutdown(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk
 
 void nk_sl_sock_drop(struct nk_sl *sl, struct nk_sl_sock *s, bool post_closed)
 {
+	if (s->state == NK_SLS_LISTENING) {
+		/* Accepted connections still waiting for their session hello
+		 * point at this listener; its id may be reused. */
+		for (uint32_t i = 0; i < sl->nsocks_cap; i++) {
+			struct nk_sl_sock *c = sl->socks[i];
+			if (c != s && c->state != NK_SLS_FREE && c->newconn_pending && c->listener == s->id) {
+				c->newconn_pending = false;
+				nk_sl_sock_drop(sl, c, false);
+			}
+		}
+	}
 	/* Unsent data being thrown away: reset, so the peer cannot mistake a
 	 * truncated stream for a complete one. */
 	bool abort = s->qcount > 0;
@@ -569,9 +590,13 @@ void nk_sl_check_closing(struct nk_sl *sl, uint64_t now)
 			nk_sl_log(sl, "socket %u: peer did not take queued data within the close linger; resetting",
 				  s->id);
 			q_fail_all(sl, s, -ETIMEDOUT, true);
-			/* q is empty now; make sure the close still resets. */
+			/* q is empty now; make sure the close still resets, on
+			 * both legs of a switched session. */
 			sl->ops->close(sl->st, s->h, true);
 			s->h = -1;
+			if (s->h_tx >= 0)
+				sl->ops->close(sl->st, s->h_tx, true);
+			s->h_tx = -1;
 			nk_sl_sock_drop(sl, s, true);
 		}
 	}
