@@ -37,7 +37,7 @@ UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGS    := $(PROG_SRC:tests/prog/%.c=$(BUILD)/tests/prog/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all clean test test-asan check-tools bench
+.PHONY: all clean test test-asan check-tools bench compat
 all: $(DPLIB) $(BINS) $(UNITS) $(PROGS) $(BENCHES)
 
 $(BUILD)/obj/%.o: %.c
@@ -88,6 +88,11 @@ test-asan: all
 
 bench: all
 	BUILD=$(BUILD) bench/run.sh
+
+# GuestLib compatibility matrix: real programs as guests; writes
+# results/compat/summary.json and always exits 0 (a report, not a gate).
+compat: all
+	BUILD=$(BUILD) tests/compat/run.sh
 
 clean:
 	rm -rf build build-asan

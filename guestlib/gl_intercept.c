@@ -11,7 +11,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
@@ -134,13 +136,56 @@ ssize_t send(int fd, const void *buf, size_t n, int flags)
 	return h ? r : REAL(send)(fd, buf, n, flags);
 }
 
+/* A destination given to sendto/sendmsg on a datagram socket. The ABI's
+ * SEND carries no address (a datagram goes to the connected peer), so only
+ * that peer can be honoured; any other destination fails EOPNOTSUPP rather
+ * than silently going to the peer. A stream ignores it, as Linux TCP does. */
+static int nk_gl_dgram_dest(struct nk_gl_sock *s, const struct sockaddr *to, socklen_t tolen)
+{
+	if (s->type != SOCK_DGRAM || !to || tolen == 0)
+		return 0;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	if (nk_gl_getname(s, true, (struct sockaddr *)&peer, &plen) < 0)
+		return -EOPNOTSUPP; /* unconnected: per-datagram addresses (ABI gap) */
+	if (to->sa_family == AF_INET && peer.ss_family == AF_INET &&
+	    tolen >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *a = (const void *)to, *b = (const void *)&peer;
+		if (a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr)
+			return 0;
+	} else if (to->sa_family == AF_INET6 && peer.ss_family == AF_INET6 &&
+		   tolen >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *a = (const void *)to, *b = (const void *)&peer;
+		if (a->sin6_port == b->sin6_port &&
+		    !memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)))
+			return 0;
+	}
+	return -EOPNOTSUPP;
+}
+
+/* The source of a datagram just received: the connected peer (the only one
+ * a connected UDP socket accepts), else unknown (*len = 0) because rx ring
+ * entries carry no sender yet. A stream has none, as Linux TCP. */
+static void nk_gl_dgram_src(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len)
+{
+	if (!sa || !len)
+		return;
+	if (s->type != SOCK_DGRAM || nk_gl_getname(s, true, sa, len) < 0)
+		*len = 0;
+}
+
 ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG addr,
 	       socklen_t alen)
 {
-	bool h;
-	/* A stream socket ignores the address (Linux TCP does too). */
-	ssize_t r = nk_gl_send1(fd, buf, n, flags, &h);
-	return h ? r : REAL(sendto)(fd, buf, n, flags, addr, alen);
+	struct nk_gl_sock *s = nk_gl_get(fd);
+	if (!s)
+		return REAL(sendto)(fd, buf, n, flags, addr, alen);
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
+	ssize_t r = nk_gl_dgram_dest(s, addr.__sockaddr__, alen);
+	if (r == 0)
+		r = nk_gl_sendv(s, &iov, 1, flags);
+	nk_gl_put(s);
+	return nk_gl_send_ret(r, flags);
 }
 
 ssize_t write(int fd, const void *buf, size_t n)
@@ -159,13 +204,15 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_ARG addr, socklen_t *alen)
 {
-	bool h;
-	ssize_t r = nk_gl_recv1(fd, buf, n, flags, &h);
-	if (!h)
+	struct nk_gl_sock *s = nk_gl_get(fd);
+	if (!s)
 		return REAL(recvfrom)(fd, buf, n, flags, addr, alen);
-	if (r >= 0 && addr.__sockaddr__ && alen)
-		*alen = 0; /* a stream has no per-message source, as Linux TCP */
-	return r;
+	struct iovec iov = { .iov_base = buf, .iov_len = n };
+	ssize_t r = nk_gl_recvv(s, &iov, 1, flags);
+	if (r >= 0)
+		nk_gl_dgram_src(s, addr.__sockaddr__, alen);
+	nk_gl_put(s);
+	return NK_RET(r);
 }
 
 ssize_t read(int fd, void *buf, size_t n)
@@ -180,7 +227,9 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	struct nk_gl_sock *s = nk_gl_get(fd);
 	if (!s)
 		return REAL(sendmsg)(fd, msg, flags);
-	ssize_t r = nk_gl_sendv(s, msg->msg_iov, (int)msg->msg_iovlen, flags);
+	ssize_t r = nk_gl_dgram_dest(s, msg->msg_name, msg->msg_namelen);
+	if (r == 0)
+		r = nk_gl_sendv(s, msg->msg_iov, (int)msg->msg_iovlen, flags);
 	nk_gl_put(s);
 	return nk_gl_send_ret(r, flags);
 }
@@ -191,9 +240,10 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	if (!s)
 		return REAL(recvmsg)(fd, msg, flags);
 	ssize_t r = nk_gl_recvv(s, msg->msg_iov, (int)msg->msg_iovlen, flags);
+	if (r >= 0)
+		nk_gl_dgram_src(s, msg->msg_name, &msg->msg_namelen);
 	nk_gl_put(s);
 	if (r >= 0) {
-		msg->msg_namelen = 0;
 		msg->msg_controllen = 0; /* no ancillary data on NetKernel sockets */
 		msg->msg_flags = 0;
 	}
@@ -275,13 +325,8 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
 {
 	if (n > buflen)
 		__chk_fail();
-	bool h;
-	ssize_t r = nk_gl_recv1(fd, buf, n, flags, &h);
-	if (!h)
-		return REAL(__recvfrom_chk)(fd, buf, n, buflen, flags, addr, alen);
-	if (r >= 0 && addr.__sockaddr__ && alen)
-		*alen = 0;
-	return r;
+	/* The bound is checked; the rest is recvfrom (libc's for other fds). */
+	return recvfrom(fd, buf, n, flags, addr, alen);
 }
 
 /* ---- close, dup, fcntl, ioctl ---- */

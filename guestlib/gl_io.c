@@ -112,8 +112,10 @@ static int nk_gl_send_check(struct nk_gl_sock *s, bool nonblock, const struct ti
 			s->so_error = 0;
 			return e ? -e : -EPIPE;
 		}
+		/* Never connected: Linux TCP says EPIPE; UDP has no peer to
+		 * send to (EDESTADDRREQ, and no SIGPIPE). */
 		if (s->conn != NK_GL_CONN_PENDING)
-			return -EPIPE; /* never connected: Linux says EPIPE too */
+			return s->type == SOCK_DGRAM ? -EDESTADDRREQ : -EPIPE;
 		if (nonblock)
 			return -EAGAIN;
 		int w = nk_gl_wait(nk_gl_send_wakeup, s, dl, NULL, 0, NULL);
@@ -177,6 +179,10 @@ ssize_t nk_gl_sendv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, i
 	if (e < 0)
 		return e;
 	size_t sent = 0, cs = nk_gl.reg.g.chunk_size;
+	/* A datagram must leave as one SEND (one chunk): splitting it would
+	 * send several datagrams. Larger ones fail explicitly. */
+	if (s->type == SOCK_DGRAM && (size_t)total > cs)
+		return -EMSGSIZE;
 	while (sent < (size_t)total) {
 		uint32_t c;
 		e = nk_gl_tx_get(s, nonblock, dlp, &c);
@@ -278,6 +284,18 @@ static int nk_gl_rx_take(struct nk_gl_sock *s, const struct iovec *iov, int iovc
 				       nk_region_chunk(&nk_gl.reg, e.val) + e.off + off, n, true);
 			*got += n;
 			off += (uint32_t)n;
+			if (s->type == SOCK_DGRAM) {
+				/* The NSM reads one datagram per chunk, so one DATA
+				 * entry is one datagram: a read returns at most one
+				 * and drops what did not fit, as Linux UDP does. */
+				if (!peek) {
+					done[ndone++] = e.val;
+					pos++;
+				}
+				off = 0;
+				ret = 1;
+				break;
+			}
 			if (off < e.len)
 				break; /* the caller's buffer is full */
 			if (!peek)
@@ -374,7 +392,9 @@ ssize_t nk_gl_recvv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, i
 		}
 		if (s->shut_rd)
 			return (ssize_t)got;
-		if (st != NK_SS_CONNECTED && s->conn == NK_GL_CONN_NONE)
+		/* A datagram socket receives once bound, connected or not (the
+		 * NSM starts reading at BIND): it waits, as Linux UDP does. */
+		if (s->type == SOCK_STREAM && st != NK_SS_CONNECTED && s->conn == NK_GL_CONN_NONE)
 			return got ? (ssize_t)got : -ENOTCONN;
 		if (nonblock)
 			return got ? (ssize_t)got : -EAGAIN;

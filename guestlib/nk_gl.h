@@ -35,6 +35,13 @@
  *     SA_RESTART); a blocking connect interrupted keeps connecting.
  *   - The CoreEngine going away (control socket EOF) makes every NetKernel
  *     call fail with ECONNRESET instead of hanging.
+ *   - UDP: one rx DATA entry is one datagram (a read returns one, the part
+ *     that does not fit is dropped); recvfrom names the connected peer as
+ *     the source, and nothing (*len = 0) on an unconnected socket, because
+ *     rx entries carry no sender; sendto/sendmsg to any address but the
+ *     connected peer fail EOPNOTSUPP (SEND carries no address); send on an
+ *     unconnected UDP socket fails EDESTADDRREQ; datagrams larger than one
+ *     chunk fail EMSGSIZE (one SEND = one datagram).
  */
 #ifndef NK_GL_H
 #define NK_GL_H
