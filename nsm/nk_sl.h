@@ -99,6 +99,9 @@ struct nk_sl_sock {
 	uint64_t rx_expect;   /* bytes the old leg must deliver before its EOF */
 	struct nk_nqe mig_req; /* the MIGRATE to complete */
 	struct nk_addr peer;  /* accepted: the client's address (NEWCONN) */
+	bool has_next;        /* a RESUME arrived while the last one drains: */
+	uint32_t next_leg;    /* that leg (internal socket) and its offset,  */
+	uint64_t next_off;    /* linked when the current swap completes      */
 	bool wr_shut;         /* the application shut its write side */
 	bool tx_fin_sent;     /* ... and the current write leg carries it */
 };

@@ -123,10 +123,20 @@ static struct nk_sl_sock *find_session(struct nk_sl *sl, uint16_t vm, uint64_t s
 static void link_leg(struct nk_sl *sl, struct nk_sl_sock *x, uint64_t sess, uint64_t off)
 {
 	struct nk_sl_sock *b = find_session(sl, x->vm, sess);
-	if (!b || b->h_tx >= 0) {
+	if (!b || (b->h_tx >= 0 && b->has_next)) {
 		nk_sl_log(sl, "RESUME for unknown or busy session %016llx; refusing the leg",
 			  (unsigned long long)sess);
 		nk_sl_sock_drop(sl, x, false);
+		return;
+	}
+	if (b->h_tx >= 0) {
+		/* Still reading the previous old leg: this leg waits (silent,
+		 * unread) until that swap completes, then links like this. */
+		b->has_next = true;
+		b->next_leg = x->id;
+		b->next_off = off;
+		x->rx_stop = true;
+		nk_sl_sock_update(sl, x);
 		return;
 	}
 	sl->ops->set_events(sl->st, x->h, x->id, 0);
@@ -238,6 +248,14 @@ static void swap_legs(struct nk_sl *sl, struct nk_sl_sock *s)
 	s->h_tx = -1;
 	s->events = s->events_tx;
 	s->events_tx = 0;
+	if (s->has_next) {
+		struct nk_sl_sock *x = sl->socks[s->next_leg];
+		s->has_next = false;
+		if (x->state != NK_SLS_FREE && x->internal) {
+			x->rx_stop = false;
+			link_leg(sl, x, s->sess, s->next_off);
+		}
+	}
 }
 
 /* How much the read leg may still give: the old leg of a switched session

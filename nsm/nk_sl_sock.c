@@ -488,6 +488,12 @@ void nk_sl_sock_shutdown(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk
 
 void nk_sl_sock_drop(struct nk_sl *sl, struct nk_sl_sock *s, bool post_closed)
 {
+	if (s->has_next) { /* a queued RESUME leg goes with its session */
+		struct nk_sl_sock *x = sl->socks[s->next_leg];
+		s->has_next = false;
+		if (x->state != NK_SLS_FREE && x->internal)
+			nk_sl_sock_drop(sl, x, false);
+	}
 	if (s->state == NK_SLS_LISTENING) {
 		/* Accepted connections still waiting for their session hello
 		 * point at this listener; its id may be reused. */

@@ -57,7 +57,7 @@ for i in $(seq 1 20); do
 	to=tcp2
 	[ $((i % 2)) = 0 ] && to=tcp
 	nkctl_a switch va "$to" >/dev/null || tb_fail "switch $i to $to failed"
-	sleep 0.1
+	sleep ${NK_SWITCH_EVERY:-0.1}
 	kill -0 "$psnd" 2>/dev/null || break
 done
 vms=$(nkctl_a --json list vms)
