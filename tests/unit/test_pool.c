@@ -10,19 +10,7 @@
 
 #include "nk_pool.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			failures++;                                             \
-			fprintf(stdout, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stdout, __VA_ARGS__);                           \
-			fputc('\n', stdout);                                    \
-		}                                                               \
-	} while (0)
-
-static void section(const char *what) { printf("-- %s\n", what); fflush(stdout); }
+#include "nk_test.h"
 
 static void test_basic(void)
 {

@@ -7,15 +7,7 @@
 
 #include "nk_prefix.h"
 
-static int failures;
-
-#define CHECK(cond, what)                                          \
-	do {                                                       \
-		if (!(cond)) {                                     \
-			failures++;                                \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, what); \
-		}                                                  \
-	} while (0)
+#include "nk_test.h"
 
 static const uint8_t *ip(int a, int b, int c, int d)
 {
@@ -42,7 +34,7 @@ int main(void)
 			      "1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4,1.1.1.5,1.1.1.6,1.1.1.7,1.1.1.8,1.1.1.9,"
 			      "1.1.1.10,1.1.1.11,1.1.1.12,1.1.1.13,1.1.1.14,1.1.1.15,1.1.1.16,1.1.1.17" };
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		CHECK(nk_prefixes_parse(&p, bad[i]) < 0, bad[i]);
+		CHECK(nk_prefixes_parse(&p, bad[i]) < 0, "%s", bad[i]);
 		CHECK(p.n == keep.n && p.net[0] == keep.net[0], "a failed parse leaves the list as it was");
 	}
 	printf("%s: test_prefix\n", failures ? "FAIL" : "PASS");

@@ -23,19 +23,7 @@
 
 #include "nk_region.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			failures++;                                             \
-			fprintf(stdout, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stdout, __VA_ARGS__);                           \
-			fputc('\n', stdout);                                    \
-		}                                                               \
-	} while (0)
-
-static void section(const char *what) { printf("-- %s\n", what); fflush(stdout); }
+#include "nk_test.h"
 
 /* ---- temp files, removed at exit and on fatal signals ---- */
 

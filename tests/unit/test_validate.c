@@ -12,16 +12,7 @@
 
 #include "nk_validate.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                  \
-	do {                                              \
-		if (!(cond) && ++failures <= 20) {        \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-			printf(__VA_ARGS__);              \
-			printf("\n");                     \
-		}                                         \
-	} while (0)
+#include "nk_test.h"
 
 static struct nk_geom g;
 
