@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nk_io.h"
+
 #define BLOCK (64 * 1024)
 #define MAGIC 0x31304b4c55424b4eull /* "NKBULK01" */
 
@@ -134,41 +136,6 @@ static int parse_bytes(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Read exactly len bytes; returns bytes read (< len on EOF) or -1. */
-static ssize_t read_full(int fd, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = recv(fd, p + got, len - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
 static int do_connect(const char *host, const char *port)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
@@ -251,7 +218,7 @@ static int run_send(int fd, uint64_t bytes, uint64_t seed)
 	if (!buf)
 		return 3;
 	gen_init(&g, seed);
-	if (write_all(fd, &h, sizeof(h)) < 0) {
+	if (nk_io_send_all(fd, &h, sizeof(h)) < 0) {
 		fprintf(stderr, "nk_bulk: send header: %s\n", strerror(errno));
 		free(buf);
 		return 3;
@@ -260,7 +227,7 @@ static int run_send(int fd, uint64_t bytes, uint64_t seed)
 		size_t n = left < BLOCK ? (size_t)left : BLOCK;
 		gen_block(&g, buf);
 		sum = csum(sum, buf, n);
-		if (write_all(fd, buf, n) < 0) {
+		if (nk_io_send_all(fd, buf, n) < 0) {
 			fprintf(stderr, "nk_bulk: send failed after %" PRIu64 " bytes: %s\n",
 				bytes - left, strerror(errno));
 			free(buf);
@@ -276,7 +243,7 @@ static int run_send(int fd, uint64_t bytes, uint64_t seed)
 	free(buf);
 	shutdown(fd, SHUT_WR);
 	struct ack a;
-	ssize_t r = read_full(fd, &a, sizeof(a));
+	ssize_t r = nk_io_recv_full(fd, &a, sizeof(a));
 	double secs = now_s() - t0;
 	char rl[96];
 	rate_line(rl, sizeof(rl), bytes, secs);
@@ -296,7 +263,7 @@ static int run_send(int fd, uint64_t bytes, uint64_t seed)
 static int run_recv(int fd)
 {
 	struct hdr h;
-	ssize_t r = read_full(fd, &h, sizeof(h));
+	ssize_t r = nk_io_recv_full(fd, &h, sizeof(h));
 	if (r != (ssize_t)sizeof(h) || h.magic != MAGIC) {
 		fprintf(stderr, "nk_bulk: bad or missing stream header (%zd bytes)\n", r);
 		return 1;
@@ -311,7 +278,7 @@ static int run_recv(int fd)
 	gen_init(&g, h.seed);
 	while (got < h.bytes) {
 		size_t want = h.bytes - got < BLOCK ? (size_t)(h.bytes - got) : BLOCK;
-		r = read_full(fd, buf, want);
+		r = nk_io_recv_full(fd, buf, want);
 		if (r < 0) {
 			fprintf(stderr, "nk_bulk: recv failed after %" PRIu64 " bytes: %s\n", got,
 				strerror(errno));
@@ -342,9 +309,9 @@ static int run_recv(int fd)
 	uint8_t extra;
 	if (got == h.bytes) {
 		struct ack a = { got, sum };
-		if (write_all(fd, &a, sizeof(a)) < 0)
+		if (nk_io_send_all(fd, &a, sizeof(a)) < 0)
 			fprintf(stderr, "nk_bulk: cannot send the answer: %s\n", strerror(errno));
-		r = read_full(fd, &extra, 1);
+		r = nk_io_recv_full(fd, &extra, 1);
 		if (r > 0) {
 			fprintf(stderr, "nk_bulk: data beyond the announced %" PRIu64 " bytes\n", h.bytes);
 			bad = 1;

@@ -58,6 +58,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nk_io.h"
+
 #define BUF (256 * 1024)
 #define DEFAULT_SEED 0x4e4b53545245414dull /* "NKSTREAM" */
 #define PHI 0x9e3779b97f4a7c15ull
@@ -201,38 +203,6 @@ static void set_cc(int fd, const char *cc)
 		fprintf(stderr, "nk_stream: TCP_CONGESTION %s: %s (default cc kept)\n", cc, strerror(errno));
 }
 
-static int send_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static ssize_t recv_full(int fd, uint8_t *p, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = recv(fd, p + got, len - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
 static int parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
@@ -356,7 +326,7 @@ static int do_send(int argc, char **argv)
 		return 3;
 	}
 	uint8_t ans[16];
-	ssize_t n = recv_full(fd, ans, sizeof(ans));
+	ssize_t n = nk_io_recv_full(fd, ans, sizeof(ans));
 	if (n != (ssize_t)sizeof(ans)) {
 		fprintf(stderr, "nk_stream: no answer from the receiver (%s)\n",
 			n < 0 ? strerror(errno) : "short read / EOF");
@@ -535,7 +505,7 @@ static int do_recv(int argc, char **argv)
 	}
 	uint64_t sum = csum_final(&cs);
 	uint64_t ans[2] = { htobe64(off), htobe64(sum) };
-	int sent = send_all(fd, (const uint8_t *)ans, sizeof(ans)) == 0;
+	int sent = nk_io_send_all(fd, (const uint8_t *)ans, sizeof(ans)) == 0;
 	if (!sent)
 		fprintf(stderr, "nk_stream: sending the answer: %s\n", strerror(errno));
 	close(fd);
