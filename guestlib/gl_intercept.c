@@ -136,39 +136,29 @@ ssize_t send(int fd, const void *buf, size_t n, int flags)
 	return h ? r : REAL(send)(fd, buf, n, flags);
 }
 
-/* A destination given to sendto/sendmsg on a datagram socket. The ABI's
- * SEND carries no address (a datagram goes to the connected peer), so only
- * that peer can be honoured; any other destination fails EOPNOTSUPP rather
- * than silently going to the peer. A stream ignores it, as Linux TCP does. */
+/* A destination given to sendto/sendmsg on a datagram socket travels with
+ * the datagram (SEND arg.addr); the NSM sends it there. A stream ignores
+ * it, as Linux TCP does. */
 static int nk_gl_dgram_dest(struct nk_gl_sock *s, const struct sockaddr *to, socklen_t tolen)
 {
+	s->tx_dest_set = false;
 	if (s->type != SOCK_DGRAM || !to || tolen == 0)
 		return 0;
-	struct sockaddr_storage peer;
-	socklen_t plen = sizeof(peer);
-	if (nk_gl_getname(s, true, (struct sockaddr *)&peer, &plen) < 0)
-		return -EOPNOTSUPP; /* unconnected: per-datagram addresses (ABI gap) */
-	if (to->sa_family == AF_INET && peer.ss_family == AF_INET &&
-	    tolen >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *a = (const void *)to, *b = (const void *)&peer;
-		if (a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr)
-			return 0;
-	} else if (to->sa_family == AF_INET6 && peer.ss_family == AF_INET6 &&
-		   tolen >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *a = (const void *)to, *b = (const void *)&peer;
-		if (a->sin6_port == b->sin6_port &&
-		    !memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)))
-			return 0;
-	}
-	return -EOPNOTSUPP;
+	int r = nk_gl_sa_to_addr(s, to, tolen, &s->tx_dest);
+	if (r < 0)
+		return r;
+	s->tx_dest_set = true;
+	return 0;
 }
 
-/* The source of a datagram just received: the connected peer (the only one
- * a connected UDP socket accepts), else unknown (*len = 0) because rx ring
- * entries carry no sender yet. A stream has none, as Linux TCP. */
+/* The source of the datagram just read: its sender from the chunk header
+ * when valid, else the connected peer. A stream has none, as Linux TCP. */
 static void nk_gl_dgram_src(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len)
 {
 	if (!sa || !len)
+		return;
+	if (s->type == SOCK_DGRAM && (s->rx_src.family == AF_INET || s->rx_src.family == AF_INET6) &&
+	    nk_gl_addr_to_sa(s, &s->rx_src, sa, len) == 0)
 		return;
 	if (s->type != SOCK_DGRAM || nk_gl_getname(s, true, sa, len) < 0)
 		*len = 0;
@@ -184,6 +174,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_AR
 	ssize_t r = nk_gl_dgram_dest(s, addr.__sockaddr__, alen);
 	if (r == 0)
 		r = nk_gl_sendv(s, &iov, 1, flags);
+	s->tx_dest_set = false;
 	nk_gl_put(s);
 	return nk_gl_send_ret(r, flags);
 }
@@ -230,6 +221,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	ssize_t r = nk_gl_dgram_dest(s, msg->msg_name, msg->msg_namelen);
 	if (r == 0)
 		r = nk_gl_sendv(s, msg->msg_iov, (int)msg->msg_iovlen, flags);
+	s->tx_dest_set = false;
 	nk_gl_put(s);
 	return nk_gl_send_ret(r, flags);
 }

@@ -112,8 +112,10 @@ static int nk_gl_send_check(struct nk_gl_sock *s, bool nonblock, const struct ti
 			s->so_error = 0;
 			return e ? -e : -EPIPE;
 		}
-		/* Never connected: Linux TCP says EPIPE; UDP has no peer to
-		 * send to (EDESTADDRREQ, and no SIGPIPE). */
+		/* Never connected: Linux TCP says EPIPE; UDP without a sendto
+		 * address has no peer to send to (EDESTADDRREQ, no SIGPIPE). */
+		if (s->type == SOCK_DGRAM && s->tx_dest_set)
+			return 0;
 		if (s->conn != NK_GL_CONN_PENDING)
 			return s->type == SOCK_DGRAM ? -EDESTADDRREQ : -EPIPE;
 		if (nonblock)
@@ -154,6 +156,8 @@ static int nk_gl_tx_post(struct nk_gl_sock *s, uint32_t chunk, uint32_t len)
 {
 	struct nk_nqe q = { .op = NK_OP_SEND, .sock = s->id, .chunk = chunk, .off = 0, .len = len };
 	q.cookie = nk_gl_cookie();
+	if (s->tx_dest_set)
+		q.arg.addr = s->tx_dest; /* sendto: this datagram's destination */
 	nk_gl.tx_owner[chunk - nk_gl.pool.first] = s;
 	s->refs++;
 	s->tx_inflight++;
@@ -285,6 +289,12 @@ static int nk_gl_rx_take(struct nk_gl_sock *s, const struct iovec *iov, int iovc
 			*got += n;
 			off += (uint32_t)n;
 			if (s->type == SOCK_DGRAM) {
+				/* The sender sits in the chunk's header (nk_abi.h,
+				 * NK_DGRAM_HDR): copied; recvfrom validates it. */
+				memset(&s->rx_src, 0, sizeof(s->rx_src));
+				if (e.off >= NK_DGRAM_HDR)
+					memcpy(&s->rx_src, nk_region_chunk(&nk_gl.reg, e.val),
+					       sizeof(s->rx_src));
 				/* The NSM reads one datagram per chunk, so one DATA
 				 * entry is one datagram: a read returns at most one
 				 * and drops what did not fit, as Linux UDP does. */

@@ -36,12 +36,12 @@
  *   - The CoreEngine going away (control socket EOF) makes every NetKernel
  *     call fail with ECONNRESET instead of hanging.
  *   - UDP: one rx DATA entry is one datagram (a read returns one, the part
- *     that does not fit is dropped); recvfrom names the connected peer as
- *     the source, and nothing (*len = 0) on an unconnected socket, because
- *     rx entries carry no sender; sendto/sendmsg to any address but the
- *     connected peer fail EOPNOTSUPP (SEND carries no address); send on an
- *     unconnected UDP socket fails EDESTADDRREQ; datagrams larger than one
- *     chunk fail EMSGSIZE (one SEND = one datagram).
+ *     that does not fit is dropped); recvfrom names the sender the NSM wrote
+ *     into the chunk's header (NK_DGRAM_HDR), copied and validated, else the
+ *     connected peer; sendto/sendmsg pass their destination in the SEND's
+ *     arg.addr; send without one on an unconnected UDP socket fails
+ *     EDESTADDRREQ; datagrams larger than one chunk (minus the header on
+ *     receive) fail EMSGSIZE (one SEND = one datagram).
  */
 #ifndef NK_GL_H
 #define NK_GL_H
@@ -139,6 +139,9 @@ struct nk_gl_sock {
 	uint32_t ev_seq;          /* local readiness changes (edge-triggered epoll) */
 	struct timeval rcvtimeo, sndtimeo;
 	struct nk_gl_req conn_req;
+	struct nk_addr rx_src;    /* datagram: sender of the last one read (copied) */
+	struct nk_addr tx_dest;   /* datagram: destination of the send in progress */
+	bool tx_dest_set;
 };
 
 /* ------------------------------------------------------------------ */

@@ -362,8 +362,10 @@ static bool rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 		v->in_stash[chunk] = 0;
 		struct sockaddr_storage from;
 		socklen_t flen = 0;
-		size_t room = s->stream ? nk_sl_sess_rx_room(sl, s, v->chunk_size) : v->chunk_size;
-		ssize_t n = sl->ops->recv(sl->st, s->h, nk_region_chunk(&v->reg, chunk),
+		/* A datagram goes after a header naming its sender. */
+		uint32_t hdr = s->stream ? 0 : NK_DGRAM_HDR;
+		size_t room = s->stream ? nk_sl_sess_rx_room(sl, s, v->chunk_size) : v->chunk_size - hdr;
+		ssize_t n = sl->ops->recv(sl->st, s->h, nk_region_chunk(&v->reg, chunk) + hdr,
 					  room, &from, s->stream ? NULL : &flen);
 		if (n == -EAGAIN) {
 			stash_put(v, chunk);
@@ -385,8 +387,16 @@ static bool rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 			e.op = NK_OP_RX_DATA;
 			e.chunk = chunk;
 			e.len = (uint32_t)n;
-			if (!s->stream && flen)
-				nk_sl_addr_from_sa(&e.arg.addr, &from);
+			if (!s->stream) {
+				struct nk_addr src = { 0 };
+				if (flen)
+					nk_sl_addr_from_sa(&src, &from);
+				uint8_t *h = nk_region_chunk(&v->reg, chunk);
+				memset(h, 0, NK_DGRAM_HDR);
+				memcpy(h, &src, sizeof(src));
+				e.arg.addr = src;
+				e.off = NK_DGRAM_HDR;
+			}
 		} else {
 			/* FIN or error: the last entry of this stream; both count
 			 * against the credit like data (the guest consumes them). */

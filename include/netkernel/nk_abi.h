@@ -118,7 +118,9 @@ enum nk_op {
 	                           side, read to EOF (RX_FIN ends the old leg) */
 	/* NSM -> CE only */
 	NK_OP_RX_DATA = 16,   /**< chunk/off/len filled for sock; datagram
-	                           sockets: arg.addr = the sender */
+	                           sockets: the chunk's first NK_DGRAM_HDR bytes
+	                           hold the sender (struct nk_addr), the datagram
+	                           starts at off = NK_DGRAM_HDR */
 	NK_OP_RX_FIN = 17,    /**< orderly end of stream on sock */
 	NK_OP_RX_ERR = 18,    /**< result = -errno (connection reset, ...) */
 	NK_OP_NEWCONN = 19,   /**< sock = listener; arg.conn = new NSM socket + peer;
@@ -159,6 +161,9 @@ struct nk_conn {
 	struct nk_addr peer;
 	uint32_t       id;  /**< NSM socket id of the new connection */
 };
+
+/** Datagram sockets: bytes before the payload in an RX chunk (the sender). */
+#define NK_DGRAM_HDR 32u
 
 /** MIGRATE argument: where the peer accepts resumed legs, and the offset. */
 struct nk_mig {
