@@ -325,11 +325,14 @@ static void cmd_conns(struct ce *ce, struct outbuf *o, bool json)
 			if (sk->state == CE_SK_FREE)
 				continue;
 			struct nk_sock_slot *slot = nk_region_slot(&vm->reg, s);
+			/* Copied first: the guest can rewrite its slot under us. */
+			struct nk_addr la = slot->local, pa = slot->peer;
+			uint32_t sstate = slot->state;
 			char l[64], p[64];
-			addr_str(&slot->local, l, sizeof(l));
-			addr_str(&slot->peer, p, sizeof(p));
+			addr_str(&la, l, sizeof(l));
+			addr_str(&pa, p, sizeof(p));
 			const char *st = sk->state == CE_SK_CLOSING ? "closing" :
-					 sk->state == CE_SK_DEAD ? "dead" : slot_state_name(slot->state);
+					 sk->state == CE_SK_DEAD ? "dead" : slot_state_name(sstate);
 			const char *nsm = sk->nsm >= 0 ? ce->nsms[sk->nsm].name : "-";
 			if (json) {
 				out(o, "%s{\"vm\":\"%s\",\"sock\":%u,\"nsm\":\"%s\",\"nsm_sock\":%u,\"state\":\"%s\","

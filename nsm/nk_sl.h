@@ -152,6 +152,8 @@ void nk_sl_log(struct nk_sl *sl, const char *fmt, ...) __attribute__((format(pri
 
 /* nk_sl_sock.c: socket table and the data path */
 struct nk_sl_sock *nk_sl_sock_new(struct nk_sl *sl, uint16_t vm);
+struct nk_sl_sock *nk_sl_sock_open(struct nk_sl *sl, uint16_t vm, int domain, int type,
+				   int protocol, int *err);
 struct nk_sl_sock *nk_sl_sock_get(struct nk_sl *sl, const struct nk_nqe *nqe);
 void nk_sl_sock_drop(struct nk_sl *sl, struct nk_sl_sock *s, bool post_closed);
 void nk_sl_sock_update(struct nk_sl *sl, struct nk_sl_sock *s);

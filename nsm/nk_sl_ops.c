@@ -285,21 +285,8 @@ static void op_socket(struct nk_sl *sl, const struct nk_nqe *req)
 		nk_sl_complete(sl, req, r);
 		return;
 	}
-	struct nk_sl_sock *s = nk_sl_sock_new(sl, req->vm);
-	if (!s) {
-		nk_sl_complete(sl, req, -EMFILE);
-		return;
-	}
-	s->stream = type == SOCK_STREAM;
-	s->domain = a.domain;
-	r = sl->ops->socket(sl->st, s->id, a.domain, type, a.protocol, &s->h);
-	if (r < 0) {
-		s->h = -1;
-		nk_sl_sock_drop(sl, s, false);
-		nk_sl_complete(sl, req, r);
-		return;
-	}
-	nk_sl_complete(sl, req, (int32_t)s->id);
+	struct nk_sl_sock *s = nk_sl_sock_open(sl, req->vm, a.domain, type, a.protocol, &r);
+	nk_sl_complete(sl, req, s ? (int32_t)s->id : r);
 }
 
 static void op_bind(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe *req)

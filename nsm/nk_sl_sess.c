@@ -297,16 +297,14 @@ void nk_sl_sess_listen(struct nk_sl *sl, struct nk_sl_vm *v)
 {
 	if (sl->peers.n == 0 || memcmp(v->ipv4, "\0\0\0\0", 4) == 0)
 		return;
-	struct nk_sl_sock *s = nk_sl_sock_new(sl, v->index);
-	if (!s)
+	int one = 1, r = 0;
+	struct nk_sl_sock *s = nk_sl_sock_open(sl, v->index, AF_INET, SOCK_STREAM, 0, &r);
+	if (!s) {
+		nk_sl_log(sl, "vm %s: no session port: %s", v->name, strerror(-r));
 		return;
-	s->stream = true;
-	s->domain = AF_INET;
+	}
 	s->internal = true;
 	s->sess_listen = true;
-	int one = 1, r = sl->ops->socket(sl->st, s->id, AF_INET, SOCK_STREAM, 0, &s->h);
-	if (r < 0)
-		s->h = -1;
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(NK_SESS_PORT) };
 	memcpy(&sa.sin_addr, v->ipv4, 4);
 	if (r == 0)
@@ -346,22 +344,16 @@ void nk_sl_op_migrate(struct nk_sl *sl, const struct nk_nqe *req)
 		nk_sl_complete(sl, req, r);
 		return;
 	}
-	struct nk_sl_sock *s = nk_sl_sock_new(sl, req->vm);
+	struct nk_sl_sock *s = nk_sl_sock_open(sl, req->vm, a.family, SOCK_STREAM, 0, &r);
 	if (!s) {
-		nk_sl_complete(sl, req, -EMFILE);
+		nk_sl_complete(sl, req, r);
 		return;
 	}
-	s->stream = true;
-	s->domain = a.family;
 	s->sess = sess;
 	s->mig_in = true;
 	s->mig_req = *req;
 	s->rx_out = NK_SOCK_RX_ENTRIES; /* no receive credit until the old leg ends */
-	r = sl->ops->socket(sl->st, s->id, a.family, SOCK_STREAM, 0, &s->h);
-	if (r < 0)
-		s->h = -1;
-	if (r == 0)
-		r = nk_sl_autobind(sl, s, true);
+	r = nk_sl_autobind(sl, s, true);
 	if (r == 0)
 		r = sl->ops->connect(sl->st, s->h, (struct sockaddr *)&to.ss, to.len);
 	if (r < 0 && r != -EINPROGRESS) {

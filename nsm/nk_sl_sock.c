@@ -80,6 +80,28 @@ struct nk_sl_sock *nk_sl_sock_new(struct nk_sl *sl, uint16_t vm)
 	return s;
 }
 
+/* A new socket of vm together with its stack socket; NULL with *err set
+ * and nothing left behind when either cannot be had. */
+struct nk_sl_sock *nk_sl_sock_open(struct nk_sl *sl, uint16_t vm, int domain, int type,
+				   int protocol, int *err)
+{
+	struct nk_sl_sock *s = nk_sl_sock_new(sl, vm);
+	if (!s) {
+		*err = -EMFILE;
+		return NULL;
+	}
+	s->stream = type == SOCK_STREAM;
+	s->domain = domain;
+	int r = sl->ops->socket(sl->st, s->id, domain, type, protocol, &s->h);
+	if (r < 0) {
+		s->h = -1;
+		nk_sl_sock_drop(sl, s, false);
+		*err = r;
+		return NULL;
+	}
+	return s;
+}
+
 /* Return an id to the free list (its stack socket is already closed). */
 static void sock_release(struct nk_sl *sl, struct nk_sl_sock *s)
 {
