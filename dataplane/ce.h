@@ -45,6 +45,14 @@ enum ce_sock_state {
 	CE_SK_DEAD,        /* NSM lost or reset; no NSM socket; guest still holds it */
 };
 
+/* A token bucket (ce_iso.c). rate 0 = no limit. */
+struct ce_tb {
+	uint64_t rate;    /* units per second */
+	uint64_t depth;   /* most units it holds */
+	int64_t tokens;   /* may go below zero by one admitted cost */
+	uint64_t last_ns;
+};
+
 struct ce_chan {
 	bool used;          /* a live process owns it */
 	bool dead;          /* process gone; reusable once drained */
@@ -121,6 +129,16 @@ struct ce_vm {
 	int64_t switch_gap_ns;   /* switch -> first byte on the new NSM, -1 = not yet */
 	bool mig_scan;           /* session sockets may need moving */
 	uint32_t migrations;     /* session connections moved */
+	/* isolation (ce_iso.c) */
+	uint32_t weight;         /* DRR weight, 1..1000 */
+	struct ce_tb cap_bytes;  /* payload bytes/s cap */
+	struct ce_tb cap_ops;    /* operations/s cap */
+	int64_t deficit;         /* DRR deficit, bytes */
+	bool iso_want;           /* waited for its deficit in this pass */
+	uint32_t pending;        /* guest control ops at NSMs */
+	uint64_t iso_capped;     /* NQEs held back by its own caps */
+	uint64_t tx_bytes;       /* payload handed to NSMs */
+	uint64_t rx_bytes;       /* payload pushed to its sockets */
 };
 
 struct ce_nsm_map {
@@ -156,6 +174,9 @@ struct ce_nsm {
 	struct nk_nqe *ovf;       /* CE-originated NQEs waiting for ring room */
 	uint32_t ovf_len, ovf_cap;
 	uint32_t starts;
+	uint32_t spin_us;          /* --spin-us for nk-nsm, 0 = its default */
+	bool iso;                  /* weighted-fair admission on (ce_iso.c) */
+	struct ce_tb cap;          /* the capacity it is admitted at, bytes/s */
 };
 
 /* A pending control request (guest op forwarded to an NSM). */
@@ -170,6 +191,7 @@ struct ce_pend {
 	uint64_t cookie;    /* the guest's */
 	uint32_t gen;
 	uint32_t sock_gen;  /* slot generation when sent (MIGRATE) */
+	bool counted;       /* counted in the VM's pending (ce_iso.c) */
 };
 
 #define CE_MAX_PEND 8192
@@ -203,6 +225,9 @@ struct ce {
 	struct nk_geom vm_geom;
 	char nk_peers[256];       /* --nk-peers as given, passed to NSMs */
 	struct nk_prefixes peers;
+	uint32_t iso_next;        /* DRR: the VM the next pass starts with */
+	bool iso_stop;            /* an NSM's capacity ran out this round */
+	uint64_t iso_wake_ns;     /* when a bucket that held an NQE admits again */
 };
 
 /* epoll tags */
@@ -249,7 +274,7 @@ int ce_nsm_attach_vm(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm);
 int ce_nsm_map_set(struct ce_nsm *n, uint32_t id, uint16_t vm, uint32_t sock);
 struct ce_nsm_map *ce_nsm_map_get(struct ce_nsm *n, uint32_t id);
 void ce_nsm_stop_all(struct ce *ce);
-int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, char *err, size_t errlen);
+int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, bool move, char *err, size_t errlen);
 void ce_nsm_first_byte(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm);
 void ce_nsm_maybe_retire(struct ce *ce, struct ce_nsm *n);
 
@@ -270,6 +295,17 @@ bool ce_mig_old_leg(struct ce_vm *vm, uint32_t s, const struct ce_nsm *n, uint32
 void ce_mig_old_end(struct ce *ce, struct ce_vm *vm, uint32_t s, int err, bool leg_gone);
 void ce_mig_ack(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, uint32_t s, const struct nk_nqe *q);
 bool ce_mig_has_old(const struct ce_sock *sk);
+
+/* ce_iso.c */
+void ce_tb_set(struct ce_tb *tb, uint64_t rate, uint64_t min_depth);
+bool ce_iso_admit(struct ce *ce, struct ce_vm *vm, struct ce_nsm *n, bool ctl, uint32_t payload);
+void ce_iso_charge(struct ce *ce, struct ce_vm *vm, struct ce_nsm *n, bool ctl, uint32_t payload);
+uint32_t ce_iso_begin(struct ce *ce);
+bool ce_iso_next_round(struct ce *ce);
+int ce_iso_passes(void);
+int ce_iso_parse_rate(const char *s, uint64_t *out);
+int ce_iso_vm_set(struct ce_vm *vm, const char *key, const char *val, char *err, size_t errlen);
+int ce_iso_nsm_set(struct ce_nsm *n, const char *key, const char *val, char *err, size_t errlen);
 
 /* ce_ctl.c */
 int ce_ctl_listen(struct ce *ce, char *err, size_t errlen);

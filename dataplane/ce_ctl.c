@@ -252,10 +252,15 @@ static void cmd_vms(struct ce *ce, struct outbuf *o, bool json)
 		if (json)
 			out(o, "%s{\"name\":\"%s\",\"ip\":\"%s\",\"nsm\":\"%s\",\"procs\":%u,\"sockets\":%u,"
 			       "\"rx_used\":%u,\"tx_inflight\":%u,\"bad_nqes\":%llu,\"nqes_in\":%llu,\"nqes_out\":%llu,"
-			       "\"switches\":%u,\"migrations\":%u,\"switch_gap_us\":%s}",
+			       "\"switches\":%u,\"migrations\":%u,\"switch_gap_us\":%s,\"weight\":%u,"
+			       "\"rate_bps\":%llu,\"ops_rate\":%llu,\"tx_bytes\":%llu,\"rx_bytes\":%llu,"
+			       "\"capped_nqes\":%llu}",
 			    v ? "," : "", vm->name, ip, ce->nsms[vm->nsm].name, chans, socks, vm_rx_used(vm), tx,
 			    (unsigned long long)vm->bad_nqes, (unsigned long long)vm->nqes_in,
-			    (unsigned long long)vm->nqes_out, vm->switches, vm->migrations, gap);
+			    (unsigned long long)vm->nqes_out, vm->switches, vm->migrations, gap, vm->weight,
+			    (unsigned long long)vm->cap_bytes.rate * 8, (unsigned long long)vm->cap_ops.rate,
+			    (unsigned long long)vm->tx_bytes, (unsigned long long)vm->rx_bytes,
+			    (unsigned long long)vm->iso_capped);
 		else
 			out(o, "%-12s %-15s %-10s %6u %6u %8u %8u %10llu\n", vm->name, ip,
 			    ce->nsms[vm->nsm].name, chans, socks, vm_rx_used(vm), tx,
@@ -279,9 +284,10 @@ static void cmd_nsms(struct ce *ce, struct outbuf *o, bool json)
 			socks += n->map[k].used;
 		if (json)
 			out(o, "%s{\"name\":\"%s\",\"state\":\"%s\",\"pid\":%d,\"stack\":\"%s\",\"cc\":\"%s\","
-			       "\"netns\":\"%s\",\"sockets\":%u,\"starts\":%u}",
+			       "\"netns\":\"%s\",\"sockets\":%u,\"starts\":%u,\"iso\":%s,\"rate_bps\":%llu}",
 			    i ? "," : "", n->name, nsm_state_name(n->state), (int)n->pid, n->stack, n->cc,
-			    n->netns, socks, n->starts);
+			    n->netns, socks, n->starts, n->iso ? "true" : "false",
+			    (unsigned long long)n->cap.rate * 8);
 		else
 			out(o, "%-10s %-9s %7d %-8s %-7s %-16s %7u %7u\n", n->name, nsm_state_name(n->state),
 			    (int)n->pid, n->stack, n->cc, n->netns[0] ? n->netns : "-", socks, n->starts);
@@ -348,7 +354,7 @@ static void cmd_conns(struct ce *ce, struct outbuf *o, bool json)
 		out(o, "]\n");
 }
 
-static int cmd_switch(struct ce *ce, struct outbuf *o, const char *vmname, const char *nsmname)
+static int cmd_switch(struct ce *ce, struct outbuf *o, const char *vmname, const char *nsmname, bool move)
 {
 	struct ce_vm *vm = ce_vm_find(ce, vmname);
 	struct ce_nsm *n = ce_nsm_find(ce, nsmname);
@@ -358,12 +364,67 @@ static int cmd_switch(struct ce *ce, struct outbuf *o, const char *vmname, const
 		return -ENOENT;
 	}
 	int warm = n->state == CE_NSM_UP;
-	int rc = ce_nsm_switch(ce, vm, n, err, sizeof(err));
+	int rc = ce_nsm_switch(ce, vm, n, move, err, sizeof(err));
 	if (rc < 0) {
 		out(o, "%s\n", err);
 		return rc;
 	}
-	out(o, "vm %s now uses NSM %s (%s switch)\n", vm->name, n->name, warm ? "warm" : "cold");
+	if (move)
+		out(o, "vm %s now uses NSM %s (%s switch)\n", vm->name, n->name, warm ? "warm" : "cold");
+	else
+		out(o, "vm %s: new sockets go to NSM %s; existing connections stay\n", vm->name, n->name);
+	return 0;
+}
+
+/* set VM key=value...  /  set-nsm NSM key=value...: all or nothing. */
+static int cmd_set(struct ce *ce, struct outbuf *o, bool nsm, char **argv, int argc)
+{
+	struct ce_vm *vm = nsm ? NULL : ce_vm_find(ce, argv[0]);
+	struct ce_nsm *n = nsm ? ce_nsm_find(ce, argv[0]) : NULL;
+	if (!vm && !n) {
+		out(o, "no %s named '%s'\n", nsm ? "NSM" : "VM", argv[0]);
+		return -ENOENT;
+	}
+	struct ce_vm vcopy;
+	struct ce_nsm ncopy;
+	if (vm)
+		vcopy = *vm;
+	else
+		ncopy = *n;
+	char err[160];
+	for (int i = 1; i < argc; i++) {
+		char kv[64];
+		snprintf(kv, sizeof(kv), "%s", argv[i]);
+		char *eq = strchr(kv, '=');
+		int rc = -EINVAL;
+		if (!eq)
+			snprintf(err, sizeof(err), "expected key=value, got '%s'", argv[i]);
+		else {
+			*eq++ = '\0';
+			rc = vm ? ce_iso_vm_set(&vcopy, kv, eq, err, sizeof(err)) :
+				  ce_iso_nsm_set(&ncopy, kv, eq, err, sizeof(err));
+		}
+		if (rc < 0) {
+			out(o, "%s\n", err);
+			return rc;
+		}
+	}
+	if (vm) {
+		vm->weight = vcopy.weight;
+		vm->cap_bytes = vcopy.cap_bytes;
+		vm->cap_ops = vcopy.cap_ops;
+		out(o, "vm %s: weight %u, rate %llu bit/s, ops %llu/s (0 = no cap)\n", vm->name, vm->weight,
+		    (unsigned long long)vm->cap_bytes.rate * 8, (unsigned long long)vm->cap_ops.rate);
+		ce_log("vm %s: weight %u rate %llu ops %llu", vm->name, vm->weight,
+		       (unsigned long long)vm->cap_bytes.rate * 8, (unsigned long long)vm->cap_ops.rate);
+	} else {
+		n->iso = ncopy.iso;
+		n->cap = ncopy.cap;
+		out(o, "NSM %s: isolation %s, rate %llu bit/s (0 = none)\n", n->name, n->iso ? "on" : "off",
+		    (unsigned long long)n->cap.rate * 8);
+		ce_log("nsm %s: isolation %s rate %llu", n->name, n->iso ? "on" : "off",
+		       (unsigned long long)n->cap.rate * 8);
+	}
 	return 0;
 }
 
@@ -416,11 +477,18 @@ static void run_command(struct ce *ce, struct ce_conn *cn, const char *text)
 	else if (argc == 1 && !strcmp(argv[0], "stats"))
 		cmd_vms(ce, &o, true);
 	else if (argc == 3 && !strcmp(argv[0], "switch"))
-		status = cmd_switch(ce, &o, argv[1], argv[2]);
+		status = cmd_switch(ce, &o, argv[1], argv[2], true);
+	else if (argc == 3 && !strcmp(argv[0], "attach"))
+		status = cmd_switch(ce, &o, argv[1], argv[2], false);
+	else if (argc >= 3 && !strcmp(argv[0], "set"))
+		status = cmd_set(ce, &o, false, argv + 1, argc - 1);
+	else if (argc >= 3 && !strcmp(argv[0], "set-nsm"))
+		status = cmd_set(ce, &o, true, argv + 1, argc - 1);
 	else if (argc == 2 && !strcmp(argv[0], "start"))
 		status = cmd_start(ce, &o, argv[1]);
 	else {
-		out(&o, "unknown command '%s' (try: list vms|nsms|conns, stats, switch VM NSM, start NSM)\n", text);
+		out(&o, "unknown command '%s' (try: list vms|nsms|conns, stats, switch VM NSM, attach VM NSM, "
+		       "start NSM, set VM weight=W rate=R ops=N, set-nsm NSM iso=on|off rate=R)\n", text);
 		status = -EINVAL;
 	}
 	/* Send in parts that fit one message. */

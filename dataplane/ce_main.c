@@ -230,6 +230,25 @@ static bool prepare_sleep(struct ce *ce)
 	return ok;
 }
 
+/* Waiting on time with NQEs held in some rings: arm the doorbell of every
+ * ring that is idle, so that other guests are not made to wait for the
+ * timer too. False if one of them got work meanwhile. */
+static bool arm_idle_rings(struct ce *ce)
+{
+	for (uint32_t i = 0; i < ce->nnsms; i++) {
+		struct nk_ring *r = &ce->nsms[i].up;
+		if (ce->nsms[i].state == CE_NSM_UP && !nk_ring_count(r) && !nk_ring_prepare_sleep(r))
+			return false;
+	}
+	for (uint32_t v = 0; v < ce->nvms; v++)
+		for (uint32_t c = 0; c < ce->vms[v].reg.g.nchan; c++) {
+			struct nk_ring *r = &ce->vms[v].chan[c].up;
+			if (ce->vms[v].chan[c].used && !nk_ring_count(r) && !nk_ring_prepare_sleep(r))
+				return false;
+		}
+	return true;
+}
+
 static void awake(struct ce *ce)
 {
 	for (uint32_t i = 0; i < ce->nnsms; i++)
@@ -266,22 +285,34 @@ static void run(struct ce *ce)
 		/* While busy, look at the control plane every 256 rounds. */
 		if (work && (++rounds & 255))
 			continue;
-		int tmo = 0;
+		/* 0 = poll, -1 = until a doorbell, else ns */
+		int64_t tmo = 0;
+		bool armed = false;
 		if (!work) {
 			uint64_t now = ce_now_ns();
 			if (!idle_since)
 				idle_since = now;
 			if (now - idle_since >= (uint64_t)ce->spin_us * 1000) {
-				if (waiting_on_time(ce))
-					tmo = 1;
-				else if (prepare_sleep(ce))
+				if (waiting_on_time(ce)) {
+					/* at most 1 ms; less when a token bucket
+					 * (ce_iso.c) admits again sooner */
+					tmo = 1000000;
+					if (ce->iso_wake_ns > now && ce->iso_wake_ns - now < (uint64_t)tmo)
+						tmo = (int64_t)(ce->iso_wake_ns - now);
+					armed = arm_idle_rings(ce);
+					if (!armed)
+						tmo = 0;
+				} else if (prepare_sleep(ce)) {
 					tmo = -1;
+					armed = true;
+				}
 			}
 		} else {
 			idle_since = 0;
 		}
-		int n = epoll_wait(ce->epfd, evs, 64, tmo);
-		if (tmo == -1)
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = tmo > 0 ? (long)tmo : 0 };
+		int n = epoll_pwait2(ce->epfd, evs, 64, tmo < 0 ? NULL : &ts, NULL);
+		if (armed)
 			awake(ce);
 		if (n > 0)
 			idle_since = 0;

@@ -30,7 +30,17 @@ static bool word_ok(const char *v, size_t max)
 	return true;
 }
 
-/* Parse "name=tcp,netns=ns1,stack=kernel,cc=cubic". */
+static bool spin_ok(const char *v, uint32_t *out)
+{
+	char *end;
+	unsigned long x = strtoul(v, &end, 10);
+	if (end == v || *end || x > 1000000)
+		return false;
+	*out = (uint32_t)x;
+	return true;
+}
+
+/* Parse "name=tcp,netns=ns1,stack=kernel,cc=cubic[,spin=US][,iso=on][,rate=R]". */
 int ce_nsm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 {
 	char buf[256], *save = NULL;
@@ -59,9 +69,17 @@ int ce_nsm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 			snprintf(n->stack, sizeof(n->stack), "%s", eq);
 		else if (!strcmp(kv, "cc") && word_ok(eq, sizeof(n->cc)))
 			snprintf(n->cc, sizeof(n->cc), "%s", eq);
-		else {
-			snprintf(err, errlen, "--nsm '%s': bad or unknown key '%s' (keys: name, netns, stack=kernel|mptcp, cc)",
-				 spec, kv);
+		else if (!strcmp(kv, "spin") && spin_ok(eq, &n->spin_us))
+			;
+		else if (!strcmp(kv, "iso") || !strcmp(kv, "rate")) {
+			char e2[128];
+			if (ce_iso_nsm_set(n, kv, eq, e2, sizeof(e2)) < 0) {
+				snprintf(err, errlen, "--nsm '%s': %s", spec, e2);
+				return -EINVAL;
+			}
+		} else {
+			snprintf(err, errlen, "--nsm '%s': bad or unknown key '%s' (keys: name, netns, stack=kernel|mptcp, cc, "
+				 "spin=US, iso=on|off, rate=BITS/S)", spec, kv);
 			return -EINVAL;
 		}
 	}
@@ -113,12 +131,22 @@ int ce_nsm_start(struct ce *ce, struct ce_nsm *n)
 			}
 			close(fd);
 		}
+		char spin[16];
+		const char *av[16];
+		int ac = 0;
+		av[ac++] = ce->nsm_bin;
+		av[ac++] = "--ctl", av[ac++] = ce->ctl_path;
+		av[ac++] = "--name", av[ac++] = n->name;
+		av[ac++] = "--stack", av[ac++] = n->stack;
+		av[ac++] = "--cc", av[ac++] = n->cc;
 		if (ce->nk_peers[0])
-			execl(ce->nsm_bin, ce->nsm_bin, "--ctl", ce->ctl_path, "--name", n->name,
-			      "--stack", n->stack, "--cc", n->cc, "--nk-peers", ce->nk_peers, (char *)NULL);
-		else
-			execl(ce->nsm_bin, ce->nsm_bin, "--ctl", ce->ctl_path, "--name", n->name,
-			      "--stack", n->stack, "--cc", n->cc, (char *)NULL);
+			av[ac++] = "--nk-peers", av[ac++] = ce->nk_peers;
+		if (n->spin_us) {
+			snprintf(spin, sizeof(spin), "%u", n->spin_us);
+			av[ac++] = "--spin-us", av[ac++] = spin;
+		}
+		av[ac] = NULL;
+		execv(ce->nsm_bin, (char *const *)av);
 		fprintf(stderr, "nk-coreengine: cannot exec %s: %s\n", ce->nsm_bin, strerror(errno));
 		_exit(127);
 	}
@@ -392,7 +420,9 @@ void ce_nsm_stop_all(struct ce *ce)
  * NSM that serves them and drain there (ce_nsm_maybe_retire stops an NSM
  * nobody uses any more once its last connection is gone). Switching to an
  * NSM that is down starts it: a cold switch; to a running one: warm. */
-int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, char *err, size_t errlen)
+/* move: session connections follow (switch); otherwise every existing
+ * connection stays where it is and only new sockets go to `to` (attach). */
+int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, bool move, char *err, size_t errlen)
 {
 	if (vm->nsm == (int)to->idx) {
 		snprintf(err, errlen, "VM %s already uses NSM %s", vm->name, to->name);
@@ -411,11 +441,11 @@ int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, char *err,
 	vm->switches++;
 	vm->switch_ns = ce_now_ns();
 	vm->switch_gap_ns = -1;
-	vm->mig_scan = true; /* session connections move too (ce_mig.c) */
+	vm->mig_scan = move; /* session connections move too (ce_mig.c) */
 	if (to->state == CE_NSM_UP)
 		ce_nsm_attach_vm(ce, to, vm);
-	ce_log("vm %s: switched from NSM %s to %s (%s)", vm->name, from->name, to->name,
-	       to->state == CE_NSM_UP ? "warm" : "cold");
+	ce_log("vm %s: %s from NSM %s to %s (%s)", vm->name, move ? "switched" : "attached", from->name,
+	       to->name, to->state == CE_NSM_UP ? "warm" : "cold");
 	ce_nsm_maybe_retire(ce, from);
 	return 0;
 }

@@ -25,6 +25,7 @@ uint32_t ce_pend_alloc(struct ce *ce)
 	if (!nk_pool_get(&ce->pendfree, &i))
 		return UINT32_MAX;
 	ce->pend[i].used = true;
+	ce->pend[i].counted = false;
 	ce->pend[i].gen++;
 	return i;
 }
@@ -101,6 +102,8 @@ static int fwd_ctl(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct nk_
 	p->chunk = n->chunk;
 	p->cookie = n->cookie;
 	ch->pending++;
+	p->counted = true;
+	vm->pending++;
 	struct nk_nqe q = *n;
 	q.flags = 0;
 	q.vm = (uint16_t)vm->idx;
@@ -118,7 +121,7 @@ static int guest_socket(struct ce *ce, struct ce_vm *vm, uint32_t c, const struc
 		complete_req(ce, vm, c, n, -ENETDOWN);
 		return 1;
 	}
-	if (r == 0 || vm->chan[c].pending >= CE_CHAN_PENDING_MAX)
+	if (r == 0 || vm->chan[c].pending >= CE_CHAN_PENDING_MAX || !ce_iso_admit(ce, vm, nsm, true, 0))
 		return 0;
 	uint32_t s;
 	if (ce_sock_alloc(vm, 1ull << c, (int)nsm->idx, &s) < 0) {
@@ -131,6 +134,7 @@ static int guest_socket(struct ce *ce, struct ce_vm *vm, uint32_t c, const struc
 		ce_sock_free(ce, vm, s);
 		return 0;
 	}
+	ce_iso_charge(ce, vm, nsm, true, 0);
 	return 1;
 }
 
@@ -154,6 +158,8 @@ static int guest_ctl_op(struct ce *ce, struct ce_vm *vm, uint32_t c, const struc
 	struct ce_nsm *nsm = &ce->nsms[sk->nsm];
 	if (!ce_nsm_has_room(nsm) || sk->mig == CE_MIG_OPENING)
 		return 0; /* a switch is opening the new leg: wait for it */
+	if (!ce_iso_admit(ce, vm, nsm, true, 0))
+		return 0;
 	if (n->op == NK_OP_GETSOCKOPT && n->chunk != NK_NO_CHUNK) {
 		if (vm->ck_state[n->chunk] != CE_CK_GUEST) {
 			bad_nqe(vm, c, n, "getsockopt chunk is not the guest's");
@@ -169,6 +175,7 @@ static int guest_ctl_op(struct ce *ce, struct ce_vm *vm, uint32_t c, const struc
 	}
 	if (!fwd_ctl(ce, vm, c, &m, nsm, n->sock, sk->nsm_sock))
 		return 0;
+	ce_iso_charge(ce, vm, nsm, true, 0);
 	if (n->op == NK_OP_GETSOCKOPT && n->chunk != NK_NO_CHUNK) {
 		vm->ck_state[n->chunk] = CE_CK_HOST;
 		vm->ck_nsm[n->chunk] = (int8_t)nsm->idx;
@@ -202,7 +209,11 @@ static int guest_send(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct 
 	struct ce_nsm *nsm = &ce->nsms[sk->nsm];
 	if (!ce_nsm_has_room(nsm) || sk->mig == CE_MIG_OPENING)
 		return 0; /* no byte past the switch offset may reach the old NSM */
+	if (!ce_iso_admit(ce, vm, nsm, false, n->len))
+		return 0;
+	ce_iso_charge(ce, vm, nsm, false, n->len);
 	sk->tx_bytes += n->len;
+	vm->tx_bytes += n->len;
 	vm->ck_state[n->chunk] = CE_CK_HOST;
 	vm->ck_nsm[n->chunk] = (int8_t)nsm->idx;
 	vm->chan[c].tx_inflight++;
@@ -392,6 +403,9 @@ static void pend_finish(struct ce *ce, uint32_t pi, const struct nk_nqe *q)
 	if (tell)
 		ce_guest_complete(ce, vm, p->chan, &out);
 	ch->pending--;
+	if (p->counted && vm->pending)
+		vm->pending--;
+	p->counted = false;
 	ce_chan_maybe_free(ce, vm, p->chan);
 	p->used = false;
 	nk_pool_put(&ce->pendfree, pi);
@@ -484,6 +498,7 @@ static void nsm_rx(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, const stru
 				vm->ck_state[q->chunk] = CE_CK_AT_GUEST;
 				vm->ck_sock[q->chunk] = s;
 				vm->socks[s].rx_bytes += q->len;
+				vm->rx_bytes += q->len;
 			}
 		} else if (q->op == NK_OP_RX_FIN) {
 			ok = ce_rx_push(vm, s, NK_RX_FIN, 0, 0, 0);
@@ -671,13 +686,21 @@ int ce_switch_round(struct ce *ce)
 	for (uint32_t i = 0; i < ce->nnsms; i++)
 		if (ce->nsms[i].state == CE_NSM_UP)
 			work += nsm_round(ce, &ce->nsms[i]);
-	for (uint32_t v = 0; v < ce->nvms; v++) {
-		struct ce_vm *vm = &ce->vms[v];
-		if (vm->mig_scan)
-			ce_mig_scan(ce, vm);
-		for (uint32_t c = 0; c < vm->reg.g.nchan; c++)
-			if (vm->chan[c].used)
-				work += chan_round(ce, vm, c);
+	/* Passes over the VMs, each a DRR round for VMs of isolated NSMs
+	 * (ce_iso.c); without isolation the first pass does everything. The
+	 * start rotates so no VM is always first to the NSM rings' room. */
+	uint32_t first = ce_iso_begin(ce);
+	for (int pass = 0; pass < ce_iso_passes(); pass++) {
+		for (uint32_t k = 0; k < ce->nvms; k++) {
+			struct ce_vm *vm = &ce->vms[(first + k) % ce->nvms];
+			if (!pass && vm->mig_scan)
+				ce_mig_scan(ce, vm);
+			for (uint32_t c = 0; c < vm->reg.g.nchan; c++)
+				if (vm->chan[c].used)
+					work += chan_round(ce, vm, c);
+		}
+		if (!ce_iso_next_round(ce))
+			break;
 	}
 	ce_flush_wakes(ce);
 	return work;

@@ -13,13 +13,15 @@
 
 #include "ce.h"
 
-/* Parse "name=vm1,ip=10.0.0.1,nsm=tcp". */
+/* Parse "name=vm1,ip=10.0.0.1,nsm=tcp[,weight=W][,rate=R][,ops=N]". */
 int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 {
 	char buf[256], *save = NULL;
 	char name[NK_NAME_MAX] = "", nsm[NK_NAME_MAX] = "";
 	struct in_addr ip = { 0 };
 	bool have_ip = false;
+	char *iso_kv[3][2];
+	int niso = 0;
 
 	if (ce->nvms >= CE_MAX_VMS) {
 		snprintf(err, errlen, "too many VMs (max %d)", CE_MAX_VMS);
@@ -39,7 +41,10 @@ int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 			snprintf(nsm, sizeof(nsm), "%s", eq);
 		else if (!strcmp(kv, "ip") && inet_pton(AF_INET, eq, &ip) == 1)
 			have_ip = true;
-		else {
+		else if ((!strcmp(kv, "weight") || !strcmp(kv, "rate") || !strcmp(kv, "ops")) && niso < 3) {
+			iso_kv[niso][0] = kv;
+			iso_kv[niso++][1] = eq;
+		} else {
 			snprintf(err, errlen, "--vm '%s': bad or unknown key '%s'", spec, kv);
 			return -EINVAL;
 		}
@@ -65,6 +70,13 @@ int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 	vm->nsm = (int)n->idx;
 	vm->switch_from = -1;
 	vm->switch_gap_ns = -1;
+	vm->weight = 1;
+	for (int i = 0; i < niso; i++) {
+		if (ce_iso_vm_set(vm, iso_kv[i][0], iso_kv[i][1], err, errlen) < 0) {
+			ce->nvms--;
+			return -EINVAL;
+		}
+	}
 	vm->used = true;
 	return 0;
 }

@@ -4,6 +4,8 @@
  *
  *   nkctl [--ctl PATH] [--json] list vms|nsms|conns
  *   nkctl [--ctl PATH] stats
+ *   nkctl [--ctl PATH] switch|attach VM NSM, start NSM
+ *   nkctl [--ctl PATH] set VM weight=W rate=R ops=N, set-nsm NSM iso=on|off rate=R
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +19,12 @@ static void usage(FILE *f)
 	fprintf(f, "usage: nkctl [--ctl PATH] [--json] list vms|nsms|conns\n"
 		   "       nkctl [--ctl PATH] stats\n"
 		   "       nkctl [--ctl PATH] switch VM NSM   new connections of VM go to NSM\n"
-		   "       nkctl [--ctl PATH] start NSM       start an NSM (a later switch is warm)\n");
+		   "       nkctl [--ctl PATH] attach VM NSM   new sockets of VM go to NSM, connections stay\n"
+		   "       nkctl [--ctl PATH] start NSM       start an NSM (a later switch is warm)\n"
+		   "       nkctl [--ctl PATH] set VM [weight=1..1000] [rate=BITS/S] [ops=N/S]\n"
+		   "                                        share and caps of a VM (rate/ops 0 = no cap)\n"
+		   "       nkctl [--ctl PATH] set-nsm NSM [iso=on|off] [rate=BITS/S]\n"
+		   "                                        weighted-fair admission towards NSM at that rate\n");
 }
 
 int main(int argc, char **argv)
