@@ -15,9 +15,11 @@ cd "$ROOT" || exit 1
 # name|arguments|description  (only experiments that exist)
 EXPERIMENTS=(
 	"fig-switch|[--guests process] [--phase S]|live TCP -> MPTCP switching of a running stream over two 1 Gbit/s paths (HotNets'17 Fig. 2)"
+	"fig-mux|[--quick] [--vms \"1 2 4 8\"] [--reps K]|N VMs with the same load on one shared NSM vs one NSM per VM: throughput and the NSMs' CPU (cores saved)"
+	"fig-isolation|[--quick] [--nsm-rate R] [--cap R]|three VMs share one NSM, one opens 16 streams: per-VM throughput with the CoreEngine's isolation off and on (Jain), then a rate cap"
 )
 # the paper's other figures: not written yet
-PLANNED="isolation, shared-memory NSM, userspace (DPDK) NSM, QEMU/KVM guests (--guests vm), ns-3 scale"
+PLANNED="shared-memory NSM, userspace (DPDK) NSM, QEMU/KVM guests (--guests vm), ns-3 scale"
 
 usage() {
 	echo "usage: ./reproduce.sh fig-NAME [ARGS...] | list | --help"
@@ -39,7 +41,8 @@ list() {
 	echo "  not yet implemented: $PLANNED"
 }
 
-# command package: what fig-switch and the build need
+# command package: what the experiments and the build need (fig-mux and
+# fig-isolation: iperf3, python3, gnuplot, ss, tc)
 NEEDS=(
 	"make build-essential"
 	"gcc build-essential"
