@@ -24,8 +24,9 @@
 #             --vm name=vI,ip=...,nsm=shared
 # and the same NSM flags in both: the CoreEngine starts nk-nsm with its
 # defaults (--spin-us 20: after 20 us without work an NSM sleeps on its
-# doorbell). --nsm-spin-us US changes that for every NSM (through a --nsm-bin
-# wrapper that adds --spin-us, since the CoreEngine has no per-NSM option).
+# doorbell). --nsm-spin-us US changes that for every NSM (the --nsm key
+# spin=US; with a CoreEngine that lacks it, a --nsm-bin wrapper adding
+# --spin-us).
 # The paper's NSMs poll; so after the sweep one more pair runs at the largest
 # N with every NSM spinning --poll-spin-us (default 200) before it sleeps
 # ("poll point"; off skips it).
@@ -63,6 +64,7 @@ REPS=1
 NATIVE=1
 WARM=2
 NSM_SPIN=
+NSM_SPIN_KEY=
 POLL_SPIN=200
 QUICK=0
 
@@ -224,13 +226,21 @@ ce_stop() {
 	CE_PID=
 }
 
-# nsm_bin_args SPIN: sets NSM_BIN_ARGS. The CoreEngine starts nk-nsm with
-# nk-nsm's defaults and has no per-NSM spin option: a spin other than the
-# default is given through --nsm-bin, a wrapper that adds --spin-us; the same
-# for every NSM of both configurations.
+# nsm_bin_args SPIN: sets NSM_BIN_ARGS and NSM_SPIN_KEY. A spin other than
+# nk-nsm's default goes to every NSM of both configurations: as the --nsm key
+# spin=US where the CoreEngine knows it, else through --nsm-bin, a wrapper
+# that adds --spin-us.
+SPIN_KEY_OK=0
+probe=$("$TB_BUILD/bin/nk-coreengine" --nsm name=probe,nokey=1 --vm name=p,ip=10.0.0.1,nsm=probe 2>&1)
+case $probe in *"spin="*) SPIN_KEY_OK=1 ;; esac
 nsm_bin_args() {
 	NSM_BIN_ARGS=()
+	NSM_SPIN_KEY=
 	[ -n "$1" ] || return 0
+	if [ $SPIN_KEY_OK = 1 ]; then
+		NSM_SPIN_KEY=",spin=$1"
+		return 0
+	fi
 	local w=$TB_DIR/nk-nsm-spin$1
 	printf '#!/bin/sh\nexec %q --spin-us %s "$@"\n' "$TB_BUILD/bin/nk-nsm" "$1" >"$w"
 	chmod +x "$w"
@@ -249,10 +259,10 @@ run_case() {
 	nsm_bin_args "${spin:-$NSM_SPIN}"
 	if [ "$cfg" != native ]; then
 		if [ "$cfg" = shared ]; then
-			args+=(--nsm "name=shared,netns=$(tb_ns nsm),stack=kernel,cc=$CC")
+			args+=(--nsm "name=shared,netns=$(tb_ns nsm),stack=kernel,cc=$CC$NSM_SPIN_KEY")
 			for ((i = 1; i <= n; i++)); do args+=(--vm "name=v$i,ip=$(vm_ip $i),nsm=shared"); done
 		else
-			for ((i = 1; i <= n; i++)); do args+=(--nsm "name=n$i,netns=$(tb_ns nsm),stack=kernel,cc=$CC"); done
+			for ((i = 1; i <= n; i++)); do args+=(--nsm "name=n$i,netns=$(tb_ns nsm),stack=kernel,cc=$CC$NSM_SPIN_KEY"); done
 			for ((i = 1; i <= n; i++)); do args+=(--vm "name=v$i,ip=$(vm_ip $i),nsm=n$i"); done
 		fi
 		ce_start "$c" "${args[@]}" || { echo "error=CoreEngine did not start" >>"$res"; return 1; }

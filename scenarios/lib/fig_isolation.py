@@ -44,12 +44,15 @@ def cmd_sample(a):
     f = open(a.out, "w", buffering=1)
     nxt = time.monotonic()
     while not stop:
+        ta = time.time()
         try:
             out = subprocess.run(["ss", "-tinHO", "state", "established"], capture_output=True,
                                  text=True, timeout=5).stdout
         except (OSError, subprocess.SubprocessError):
             out = ""
-        t = time.time()
+        # ss reads the counters somewhere in between: a late or slow ss
+        # shifts its sample's time, not the bytes it saw
+        t = (ta + time.time()) / 2
         seen = {}
         for line in out.splitlines():
             m = ADDR_RE.search(line)
