@@ -86,8 +86,9 @@ test-asan: all
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
 	BUILD=build-asan NK_ASAN=1 tests/run.sh
 
+# Microbenchmarks, then the application benchmarks (root; BENCH_QUICK=1: short).
 bench: all
-	BUILD=$(BUILD) bench/run.sh
+	BUILD=$(BUILD) bench/run.sh; r=$$?; BUILD=$(BUILD) bench/app.sh || r=1; exit $$r
 
 # GuestLib compatibility matrix: real programs as guests; writes
 # results/compat/summary.json and always exits 0 (a report, not a gate).

@@ -15,6 +15,7 @@ cd "$ROOT" || exit 1
 # name|arguments|description  (only experiments that exist)
 EXPERIMENTS=(
 	"fig-switch|[--guests process] [--phase S]|live TCP -> MPTCP switching of a running stream over two 1 Gbit/s paths (HotNets'17 Fig. 2)"
+	"fig-perf|[--quick] [--only LIST] [--runs N]|application benchmarks, NetKernel vs native alternating: iperf3, sockperf, micro-RPC, nginx+wrk, redis, CPU cost (results/bench/)"
 	"fig-mux|[--quick] [--vms \"1 2 4 8\"] [--reps K]|N VMs with the same load on one shared NSM vs one NSM per VM: throughput and the NSMs' CPU (cores saved)"
 	"fig-isolation|[--quick] [--nsm-rate R] [--cap R]|three VMs share one NSM, one opens 16 streams: per-VM throughput with the CoreEngine's isolation off and on (Jain), then a rate cap"
 )
