@@ -310,6 +310,7 @@ run_case() {
 			done
 		fi
 		now >"$1.t"
+		head -n 1 /proc/stat >"$1.stat"
 	}
 	cpu_snap "$snap0"
 	say "   clients running; CPU window $WARM-$((SECS - 1)) s"
@@ -319,6 +320,9 @@ run_case() {
 	t1=$(cat "$snap1.t")
 	echo "cpu_t0=$t0" >>"$res"
 	echo "cpu_t1=$t1" >>"$res"
+	# the whole machine over the window (others share these cores)
+	echo "host_stat0=$(cat "$snap0.stat")" >>"$res"
+	echo "host_stat1=$(cat "$snap1.stat")" >>"$res"
 	# per process: ticks at both ends (same pid both times, or it restarted)
 	local line
 	while read -r name pid k; do

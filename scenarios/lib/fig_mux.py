@@ -146,6 +146,17 @@ def parse_case(d, out, case):
         r["ce_cores"] = round(ce_ticks / TICK / win, 3) if ce_ticks is not None else None
     else:
         r["nsm_cpu_s"] = r["nsm_cores"] = r["ce_cores"] = None
+    # the machine over the window: /proc/stat "cpu" lines (user nice system
+    # idle iowait irq softirq steal ...): busy and steal in % of all CPUs
+    try:
+        a0 = [int(x) for x in res["host_stat0"].split()[1:]]
+        a1 = [int(x) for x in res["host_stat1"].split()[1:]]
+        d = [y - x for x, y in zip(a0, a1)]
+        tot = sum(d[:8])
+        r["host_busy_pct"] = round(100 * (tot - d[3] - d[4]) / tot, 1) if tot > 0 else None
+        r["host_steal_pct"] = round(100 * d[7] / tot, 1) if tot > 0 and len(d) > 7 else None
+    except (KeyError, ValueError, IndexError):
+        r["host_busy_pct"] = r["host_steal_pct"] = None
     cf = res.get("clients_failed")
     r["clients_failed"] = int(cf) if cf and cf.isdigit() else None
     if r["clients_failed"]:
@@ -174,7 +185,8 @@ def cmd_line(a):
     cpu = "" if r["cfg"] == "native" else (
         f", NSM CPU {fmt(r['nsm_cores'], 3)} cores ({r['nsms']} NSM(s)), CoreEngine {fmt(r['ce_cores'], 3)}")
     print(f"   aggregate {fmt(r['agg_mbps'])} Mbit/s (per VM {r['per_vm_mbps']}), "
-          f"r/r {fmt(r['rr_per_s'], 0)}/s avg {fmt(r['rr_lat_avg_us'], 0)} us{cpu}")
+          f"r/r {fmt(r['rr_per_s'], 0)}/s avg {fmt(r['rr_lat_avg_us'], 0)} us{cpu}; "
+          f"machine busy {fmt(r['host_busy_pct'], 0)} %, steal {fmt(r['host_steal_pct'], 0)} %")
     for e in r["errors"]:
         print(f"   PROBLEM: {e}")
     return 0
@@ -204,7 +216,8 @@ def cmd_summary(a):
     def make_row(n, point):
         row = {"n": n}
         for cfg in ("separate", "shared"):
-            for key in ("agg_mbps", "nsm_cores", "nsm_cpu_s", "ce_cores", "rr_per_s", "rr_lat_avg_us"):
+            for key in ("agg_mbps", "nsm_cores", "nsm_cpu_s", "ce_cores", "rr_per_s", "rr_lat_avg_us",
+                        "host_busy_pct", "host_steal_pct"):
                 v = agg(cfg, n, key, point)
                 row[f"{cfg}_{key}"] = round(v, 3) if v is not None else None
         s, h = row["separate_nsm_cores"], row["shared_nsm_cores"]
@@ -268,12 +281,13 @@ def cmd_summary(a):
         json.dump(summary, f, indent=2)
         f.write("\n")
     with open(os.path.join(a.out, "data.csv"), "w") as f:
-        f.write("case,cfg,n,rep,agg_mbps,rr_per_s,rr_lat_avg_us,rr_lat_p99_us,nsms,nsm_cpu_s,nsm_cores,"
-                "ce_cores,window_s\n")
+        f.write("case,cfg,n,rep,spin_us,agg_mbps,rr_per_s,rr_lat_avg_us,rr_lat_p99_us,nsms,nsm_cpu_s,nsm_cores,"
+                "ce_cores,window_s,host_busy_pct,host_steal_pct\n")
         for r in runs:
             f.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in (
-                "case", "cfg", "n", "rep", "agg_mbps", "rr_per_s", "rr_lat_avg_us", "rr_lat_p99_us", "nsms",
-                "nsm_cpu_s", "nsm_cores", "ce_cores", "window_s")) + "\n")
+                "case", "cfg", "n", "rep", "spin_us", "agg_mbps", "rr_per_s", "rr_lat_avg_us", "rr_lat_p99_us",
+                "nsms", "nsm_cpu_s", "nsm_cores", "ce_cores", "window_s", "host_busy_pct",
+                "host_steal_pct")) + "\n")
 
     # ---- gnuplot ----
     try:
