@@ -7,7 +7,7 @@
 #   --quick / BENCH_QUICK=1   2 runs each, short durations (a smoke run; its
 #                             numbers are marked "quick" and are noisy)
 #   --only iperf3,sockperf,rpc,nginx,redis   run a subset (default: all)
-#   --runs N / BENCH_RUNS=N   runs per case and mode (default 5)
+#   --runs N / BENCH_RUNS=N   runs per case and mode (default 5; NK_BENCH_RUNS too)
 #
 # Testbed: scenarios/lib/testbed.sh tb_netkernel_up, unshaped veth
 # nsm (10.77.0.1, VM address 10.77.0.11) <-> remote (10.77.0.2), guest
@@ -32,7 +32,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 QUICK=${BENCH_QUICK:-${NK_BENCH_QUICK:-0}}
-RUNS=${BENCH_RUNS:-}
+RUNS=${BENCH_RUNS:-${NK_BENCH_RUNS:-}}
 ONLY=iperf3,sockperf,rpc,nginx,redis
 while [ $# -gt 0 ]; do
 	case $1 in
