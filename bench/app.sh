@@ -158,6 +158,14 @@ alternate() {
 
 has() { [[ ",$ONLY," == *",$1,"* ]]; }
 
+# What else the machine is doing: busy cores over 2 s with the testbed idle.
+# Whole-machine CPU rows are only meaningful when this is near 0.
+bg0=$(machine_busy)
+sleep 2
+bg1=$(machine_busy)
+BG_BUSY=$(awk -v a="$bg0" -v b="$bg1" -v hz="$HZ" 'BEGIN { printf "%.2f\n", (b - a) / hz / 2 }')
+echo "== background: $BG_BUSY busy cores with the testbed idle (whole-machine CPU rows need ~0)"
+
 # ------------------------------------------------------------------ iperf3
 # guest (or nsm ns) is always the iperf3 client; remote -> guest is -R.
 iperf_run() { # MODE OUT ARGS...
@@ -259,6 +267,9 @@ if has nginx; then
 	tb_bg nsm "$D/ng-native.log" nginx -e "$D/ng-native/error.log" -p "$D/ng-native" -c "$D/ng-native/nginx.conf" >/dev/null
 	tb_wait_listen nsm 8080 15 || echo "guest nginx is not listening: $(tail -n 2 "$D/ng-nk/error.log")" >&2
 	tb_wait_listen nsm 8081 || echo "native nginx is not listening" >&2
+	sleep 0.5
+	nw=$(ip netns pids "$(tb_ns guest)" | xargs -r ps -o comm= -p | grep -c nginx || true)
+	[ "$nw" = 5 ] || echo "bench/app.sh: guest nginx runs $nw processes, want 1 master + 4 workers" >&2
 	# one unrecorded warm-up per server (workers fault in their pages)
 	tb_exec remote wrk -t 2 -c 32 -d 1 http://$GUEST_IP:8080/1k >/dev/null 2>&1
 	tb_exec remote wrk -t 2 -c 32 -d 1 http://$NATIVE_IP:8081/1k >/dev/null 2>&1
@@ -290,7 +301,8 @@ fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== load average after: $LOAD_AFTER"
 $PY "$APY" summarize "$RAW" "$OUT" --runs "$RUNS" --quick "$QUICK" \
-	--load-before "$LOAD_BEFORE" --load-after "$LOAD_AFTER" --families "$ONLY" --tree "$TREE"
+	--load-before "$LOAD_BEFORE" --load-after "$LOAD_AFTER" --families "$ONLY" --tree "$TREE" \
+	--background-busy-cores "$BG_BUSY"
 rc=$?
 [ "${NK_KEEP:-0}" = 1 ] && cp "$RAW" "$OUT/app_raw.jsonl"
 exit $rc
