@@ -364,6 +364,10 @@ static int cmd_switch(struct ce *ce, struct outbuf *o, const char *vmname, const
 		return -ENOENT;
 	}
 	int warm = n->state == CE_NSM_UP;
+	if (!move && vm->nsm == (int)n->idx) {
+		out(o, "vm %s already uses NSM %s\n", vm->name, n->name);
+		return 0;
+	}
 	int rc = ce_nsm_switch(ce, vm, n, move, err, sizeof(err));
 	if (rc < 0) {
 		out(o, "%s\n", err);

@@ -111,3 +111,41 @@ const char *nk_ctl_path(void)
 	const char *p = getenv("NK_CTL");
 	return (p && *p) ? p : NK_CTL_DEFAULT_PATH;
 }
+
+int nk_ctl_command(const char *path, const char *text, FILE *out, FILE *err)
+{
+	int fd = nk_ctl_connect(path);
+	if (fd < 0) {
+		fprintf(err, "cannot reach CoreEngine at %s: %s\n", path, strerror(-fd));
+		return 1;
+	}
+	struct nk_ctl_msg m;
+	nk_ctl_init(&m, NK_CTL_COMMAND);
+	snprintf(m.text, sizeof(m.text), "%s", text);
+	if (nk_ctl_send(fd, &m, NULL, 0) < 0) {
+		fprintf(err, "cannot send to %s\n", path);
+		close(fd);
+		return 1;
+	}
+	for (;;) {
+		int fds[NK_CTL_MAX_FDS], nfds;
+		int rc = nk_ctl_recv(fd, &m, fds, NK_CTL_MAX_FDS, &nfds);
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (rc < 0) {
+			fprintf(err, "CoreEngine at %s closed the connection: %s\n", path, strerror(-rc));
+			break;
+		}
+		if (m.type == NK_CTL_ERROR) {
+			fprintf(err, "%s\n", m.text);
+			break;
+		}
+		fputs(m.text, m.status < 0 ? err : out);
+		if (!m.more) {
+			close(fd);
+			return m.status < 0 ? 1 : 0;
+		}
+	}
+	close(fd);
+	return 1;
+}

@@ -7,6 +7,7 @@
 #define NK_CTL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "netkernel/nk_abi.h"
 
@@ -25,5 +26,9 @@ int nk_ctl_recv(int sock, struct nk_ctl_msg *msg, int *fds, int maxfds, int *nfd
 int nk_ctl_connect(const char *path);
 /** Control socket path: $NK_CTL, else the default. */
 const char *nk_ctl_path(void);
+/** Run an operator command (as nkctl does): the reply goes to out, or to
+ *  err when the command failed. 0 on success, 1 when the CoreEngine refused
+ *  the command or could not be reached (a one-line reason is on err). */
+int nk_ctl_command(const char *path, const char *text, FILE *out, FILE *err);
 
 #endif /* NK_CTL_H */

@@ -7,10 +7,8 @@
  *   nkctl [--ctl PATH] switch|attach VM NSM, start NSM
  *   nkctl [--ctl PATH] set VM weight=W rate=R ops=N, set-nsm NSM iso=on|off rate=R
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "nk_ctl.h"
 
@@ -62,33 +60,5 @@ int main(int argc, char **argv)
 	}
 	if (!ctl)
 		ctl = nk_ctl_path();
-	int fd = nk_ctl_connect(ctl);
-	if (fd < 0) {
-		fprintf(stderr, "nkctl: cannot reach CoreEngine at %s: %s\n", ctl, strerror(-fd));
-		return 1;
-	}
-	struct nk_ctl_msg m;
-	nk_ctl_init(&m, NK_CTL_COMMAND);
-	snprintf(m.text, sizeof(m.text), "%s", cmd);
-	if (nk_ctl_send(fd, &m, NULL, 0) < 0) {
-		fprintf(stderr, "nkctl: cannot send to %s\n", ctl);
-		return 1;
-	}
-	for (;;) {
-		int fds[NK_CTL_MAX_FDS], nfds;
-		int rc = nk_ctl_recv(fd, &m, fds, NK_CTL_MAX_FDS, &nfds);
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		if (rc < 0) {
-			fprintf(stderr, "nkctl: CoreEngine at %s closed the connection: %s\n", ctl, strerror(-rc));
-			return 1;
-		}
-		if (m.type == NK_CTL_ERROR) {
-			fprintf(stderr, "nkctl: %s\n", m.text);
-			return 1;
-		}
-		fputs(m.text, m.status < 0 ? stderr : stdout);
-		if (!m.more)
-			return m.status < 0 ? 1 : 0;
-	}
+	return nk_ctl_command(ctl, cmd, stdout, stderr);
 }

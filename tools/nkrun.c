@@ -2,7 +2,10 @@
 /*
  * nkrun - run a command as a guest of a NetKernel VM (process mode).
  *
- *   nkrun --vm NAME [--ctl PATH] [--netns NS] -- CMD [ARGS...]
+ *   nkrun --vm NAME [--ctl PATH] [--netns NS] [--nsm NSM] -- CMD [ARGS...]
+ *
+ * --nsm attaches the VM to that NSM first (as `nkctl attach VM NSM`: the
+ * VM's new sockets go there, existing connections stay).
  *
  * Sets LD_PRELOAD to GuestLib (found next to this binary, ../lib), NK_VM and
  * NK_CTL, optionally enters a network namespace, then execs CMD. Any
@@ -24,12 +27,12 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: nkrun --vm NAME [--ctl PATH] [--netns NS] [--lib PATH] -- CMD [ARGS...]\n");
+	fprintf(f, "usage: nkrun --vm NAME [--ctl PATH] [--netns NS] [--nsm NSM] [--lib PATH] -- CMD [ARGS...]\n");
 }
 
 int main(int argc, char **argv)
 {
-	const char *vm = NULL, *ctl = NULL, *netns = NULL, *lib = NULL;
+	const char *vm = NULL, *ctl = NULL, *netns = NULL, *lib = NULL, *nsm = NULL;
 	char libbuf[PATH_MAX], self[PATH_MAX];
 	int i;
 
@@ -54,6 +57,8 @@ int main(int argc, char **argv)
 			netns = argv[++i];
 		else if (!strcmp(argv[i], "--lib"))
 			lib = argv[++i];
+		else if (!strcmp(argv[i], "--nsm"))
+			nsm = argv[++i];
 		else {
 			fprintf(stderr, "nkrun: unknown option %s\n", argv[i]);
 			usage(stderr);
@@ -67,6 +72,22 @@ int main(int argc, char **argv)
 	if (i >= argc) {
 		fprintf(stderr, "nkrun: no command given after --\n");
 		return 2;
+	}
+	if (nsm) {
+		char cmd[128];
+		if (!*nsm || strlen(nsm) >= NK_NAME_MAX || strchr(nsm, ' ')) {
+			fprintf(stderr, "nkrun: bad --nsm '%s'\n", nsm);
+			return 2;
+		}
+		snprintf(cmd, sizeof(cmd), "attach %s %s", vm, nsm);
+		FILE *devnull = fopen("/dev/null", "w");
+		int rc = nk_ctl_command(ctl ? ctl : nk_ctl_path(), cmd, devnull ? devnull : stderr, stderr);
+		if (devnull)
+			fclose(devnull);
+		if (rc) {
+			fprintf(stderr, "nkrun: cannot attach VM %s to NSM %s\n", vm, nsm);
+			return 2;
+		}
 	}
 	if (!lib) {
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
