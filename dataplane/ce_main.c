@@ -61,8 +61,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: nk-coreengine [--ctl PATH] [--instance ID] [--spin-us N] [--nsm-bin PATH]\n"
-		"                     --nsm name=N[,netns=NS][,stack=kernel|mptcp][,cc=cubic|bbr|reno] ...\n"
-		"                     --vm name=V,ip=A.B.C.D,nsm=N ...\n"
+		"                     --nsm name=N[,netns=NS][,stack=kernel|mptcp][,cc=cubic|bbr|reno]\n"
+		"                           [,spin=US][,iso=on|off][,rate=BITS/S] ...\n"
+		"                     --vm name=V,ip=A.B.C.D,nsm=N[,weight=1..1000][,rate=BITS/S][,ops=N/S] ...\n"
+		"                     (iso/rate of an NSM, weight/rate/ops of a VM: docs/ARCHITECTURE.md,\n"
+		"                     \"Multiplexing and isolation\"; nkctl set / set-nsm change them live)\n"
 		"                     [--nk-peers PREFIX[,PREFIX...]]  hosts that run NetKernel: their\n"
 		"                     connections are moved on a switch instead of draining\n"
 		"Runs in the foreground; SIGTERM/SIGINT stop it and remove its shm files and socket.\n");
