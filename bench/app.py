@@ -70,11 +70,20 @@ def p_sockperf(text, _arg):
     return m, int(tot.group(1)) if tot else m["messages"], "requests"
 
 
+STALL_MS = 1000
+
+
 def p_rpc(text, _arg):
     d = _json_from(text)
     if not d.get("requests"):
         raise ValueError("nk_rpc: no completed requests")
-    m = {k: d[k] for k in ("rate", "gbps", "lat_p50_us", "lat_p99_us", "lat_avg_us", "requests")}
+    # A closed loop with 8 requests outstanding never waits a second for a
+    # response unless something lost them: the rate would be the stall's.
+    if d.get("max_stall_ms", 0) >= STALL_MS:
+        raise ValueError("nk_rpc: a connection got no response for %.0f ms (stalled; %d requests done)"
+                         % (d["max_stall_ms"], d["requests"]))
+    m = {k: d[k] for k in ("rate", "gbps", "lat_p50_us", "lat_p99_us", "lat_avg_us", "requests",
+                           "max_stall_ms") if k in d}
     return m, d.get("requests_total", d["requests"]), "requests"
 
 
@@ -139,6 +148,8 @@ def cmd_record(a):
     if not row["ok"]:
         print("  %s %s %s run %s: FAILED (exit %s): %s" % (fam, case, mode, run, rc, row["error"]),
               file=sys.stderr)
+        return 3
+    return 0
 
 
 def load_raw(path):
@@ -520,8 +531,7 @@ def main():
         return 2
     cmd, argv = sys.argv[1], sys.argv[2:]
     if cmd == "record":
-        cmd_record(argv)
-        return 0
+        return cmd_record(argv)
     if cmd == "brief":
         return cmd_brief(argv)
     if cmd == "summarize":

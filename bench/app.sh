@@ -86,6 +86,8 @@ echo "== machine: $(nproc) CPUs, load average before: $LOAD_BEFORE; binaries: $T
 
 tb_netkernel_up "bp$(($$ % 100000))" || { echo "bench/app.sh: testbed did not come up" >&2; exit 1; }
 D=$TB_DIR
+FAILLOG=$OUT/app_failures.log
+rm -f "$FAILLOG"
 RAW=$D/raw.jsonl
 : >"$RAW"
 GUEST_IP=10.77.0.11 NATIVE_IP=10.77.0.1 REMOTE_IP=10.77.0.2
@@ -142,18 +144,54 @@ measure() {
 	task_snap $pids
 	tt1=$TT
 	$PY "$APY" record "$RAW" "$fam" "$case" "$mode" "$run" "$parser" "$f" $((w1 - w0)) \
-		"$mb0" "$mb1" "$tt0" "$tt1" "$rc" "$HZ" || true
+		"$mb0" "$mb1" "$tt0" "$tt1" "$rc" "$HZ" && return 0
+	# A failed run: keep what the system looked like for whoever debugs it.
+	{
+		echo "=== $(date -u +%H:%M:%S) $fam $case $mode run $run (exit $rc)"
+		tail -n 5 "$f"
+		echo "--- nkctl stats"
+		tb_nkctl stats
+		echo "--- ss -tn in nsm (ports 5201 7001 7002 8080 8081 6379 6380 11111)"
+		ip netns exec "$(tb_ns nsm)" ss -tn | awk 'NR > 1 { print $1, $2, $3 }' | sort | uniq -c
+	} >>"$FAILLOG" 2>&1
+	return 1
 }
 
-# alternate FAMILY CASE PARSER FN ARGS...: RUNS x (nk, native)
+# alternate FAMILY CASE PARSER FN ARGS...: RUNS x (nk, native). After a
+# failed run of a server family, that side's server is restarted (a fresh
+# process: one stuck server must not fail every later run); the failure
+# stays recorded.
 alternate() {
-	local fam=$1 case=$2 parser=$3 fn=$4 r
+	local fam=$1 case=$2 parser=$3 fn=$4 r mode
 	shift 4
 	for ((r = 1; r <= RUNS; r++)); do
-		measure "$fam" "$case" nk "$r" "$parser" "$fn" "$@"
-		measure "$fam" "$case" native "$r" "$parser" "$fn" "$@"
+		for mode in nk native; do
+			if ! measure "$fam" "$case" $mode "$r" "$parser" "$fn" "$@" &&
+				declare -F "${fam}_start" >/dev/null; then
+				echo "  $fam $case $mode run $r failed: restarting the $mode server (state saved in $(basename "$FAILLOG"))" >&2
+				srv_restart "$fam" $mode
+			fi
+		done
 	done
 	$PY "$APY" brief "$RAW" "$fam" "$case"
+}
+
+# Servers: FAM_start MODE starts one (guest or nsm namespace) and sets
+# SRV_PID[FAM_MODE]; srv_stop FAM MODE stops it and waits until its port is
+# free; srv_restart = stop + start.
+declare -A SRV_PID SRV_PORT
+srv_stop() {
+	local fam=$1 mode=$2 pid=${SRV_PID[${1}_$2]:-}
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	tb_wait_pid "$pid" 5 >/dev/null 2>&1
+	SRV_PID[${fam}_$mode]=
+	# the NSM closes a guest's listener asynchronously
+	tb_wait_for 5 bash -c "! ip netns exec $(tb_ns nsm) ss -Hltn 'sport = :${SRV_PORT[${fam}_$mode]}' | grep -q ."
+}
+srv_restart() {
+	srv_stop "$1" "$2"
+	"${1}_start" "$2"
 }
 
 has() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -211,15 +249,27 @@ rpc_run() { # MODE OUT SIZE
 	tb_exec remote "$TB_BUILD/bench/nk_rpc" client -H $host -p $port -s "$size" -c 4 -w 8 \
 		-t $RPC_T -W $RPC_W >"$out" 2>&1
 }
+SRV_PORT[rpc_nk]=7001 SRV_PORT[rpc_native]=7002
+rpc_start() {
+	if [ "$1" = nk ]; then
+		tb_guest_bg "$D/rpc-nk.log" "$TB_BUILD/bench/nk_rpc" server -b $GUEST_IP -p 7001 >/dev/null
+		SRV_PID[rpc_nk]=$TB_LAST_PID
+		tb_wait_listen nsm 7001 15 || echo "guest nk_rpc server is not listening: $(tail -n 2 "$D/rpc-nk.log")" >&2
+	else
+		tb_bg nsm "$D/rpc-native.log" "$TB_BUILD/bench/nk_rpc" server -b $NATIVE_IP -p 7002 >/dev/null
+		SRV_PID[rpc_native]=$TB_LAST_PID
+		tb_wait_listen nsm 7002 || echo "native nk_rpc server is not listening" >&2
+	fi
+}
 if has rpc; then
 	echo "== micro-RPC nk_rpc (4 connections x 8 outstanding, ${RPC_T} s + ${RPC_W} s warm-up per run; server in guest / nsm, client on remote)"
-	tb_guest_bg "$D/rpc-nk.log" "$TB_BUILD/bench/nk_rpc" server -b $GUEST_IP -p 7001 >/dev/null
-	tb_bg nsm "$D/rpc-native.log" "$TB_BUILD/bench/nk_rpc" server -b $NATIVE_IP -p 7002 >/dev/null
-	tb_wait_listen nsm 7001 15 || echo "guest nk_rpc server is not listening: $(tail -n 2 "$D/rpc-nk.log")" >&2
-	tb_wait_listen nsm 7002 || echo "native nk_rpc server is not listening" >&2
+	rpc_start nk
+	rpc_start native
 	for s in $RPC_SIZES; do
 		alternate rpc "$s" rpc rpc_run "$s"
 	done
+	srv_stop rpc nk
+	srv_stop rpc native
 fi
 
 # ------------------------------------------------------------------ nginx + wrk
@@ -259,24 +309,37 @@ wrk_run() { # MODE OUT FILE [wrk args]
 	if [ "$mode" = nk ]; then url=http://$GUEST_IP:8080/$file; else url=http://$NATIVE_IP:8081/$file; fi
 	tb_exec remote wrk -t 2 -c 32 -d "$WRK_T" "$@" "$url" >"$out" 2>&1
 }
+SRV_PORT[nginx_nk]=8080 SRV_PORT[nginx_native]=8081
+nginx_start() {
+	local host=nsm port=8081 addr=$NATIVE_IP
+	[ "$1" = nk ] && port=8080 addr=$GUEST_IP
+	nginx_conf "$D/ng-$1" $addr:$port
+	if [ "$1" = nk ]; then
+		tb_guest_bg "$D/ng-nk.log" nginx -e "$D/ng-nk/error.log" -p "$D/ng-nk" -c "$D/ng-nk/nginx.conf" >/dev/null
+	else
+		tb_bg nsm "$D/ng-native.log" nginx -e "$D/ng-native/error.log" -p "$D/ng-native" -c "$D/ng-native/nginx.conf" >/dev/null
+	fi
+	SRV_PID[nginx_$1]=$TB_LAST_PID
+	tb_wait_listen $host $port 15 || echo "$1 nginx is not listening: $(tail -n 2 "$D/ng-$1/error.log")" >&2
+	if [ "$1" = nk ]; then
+		sleep 0.5
+		local nw
+		nw=$(ip netns pids "$(tb_ns guest)" | xargs -r ps -o comm= -p | grep -c nginx || true)
+		[ "$nw" = 5 ] || echo "bench/app.sh: guest nginx runs $nw processes, want 1 master + 4 workers" >&2
+	fi
+	# one unrecorded warm-up (workers fault in their pages)
+	tb_exec remote wrk -t 2 -c 32 -d 1 http://$addr:$port/1k >/dev/null 2>&1
+}
 if has nginx; then
 	echo "== nginx (4 workers) + wrk from remote (2 threads, 32 connections, ${WRK_T} s per run)"
-	nginx_conf "$D/ng-nk" $GUEST_IP:8080
-	nginx_conf "$D/ng-native" $NATIVE_IP:8081
-	tb_guest_bg "$D/ng-nk.log" nginx -e "$D/ng-nk/error.log" -p "$D/ng-nk" -c "$D/ng-nk/nginx.conf" >/dev/null
-	tb_bg nsm "$D/ng-native.log" nginx -e "$D/ng-native/error.log" -p "$D/ng-native" -c "$D/ng-native/nginx.conf" >/dev/null
-	tb_wait_listen nsm 8080 15 || echo "guest nginx is not listening: $(tail -n 2 "$D/ng-nk/error.log")" >&2
-	tb_wait_listen nsm 8081 || echo "native nginx is not listening" >&2
-	sleep 0.5
-	nw=$(ip netns pids "$(tb_ns guest)" | xargs -r ps -o comm= -p | grep -c nginx || true)
-	[ "$nw" = 5 ] || echo "bench/app.sh: guest nginx runs $nw processes, want 1 master + 4 workers" >&2
-	# one unrecorded warm-up per server (workers fault in their pages)
-	tb_exec remote wrk -t 2 -c 32 -d 1 http://$GUEST_IP:8080/1k >/dev/null 2>&1
-	tb_exec remote wrk -t 2 -c 32 -d 1 http://$NATIVE_IP:8081/1k >/dev/null 2>&1
+	nginx_start nk
+	nginx_start native
 	alternate nginx ka_1k wrk wrk_run 1k
 	alternate nginx ka_64k wrk wrk_run 64k
 	alternate nginx close_1k wrk wrk_run 1k -H "Connection: close"
 	alternate nginx close_64k wrk wrk_run 64k -H "Connection: close"
+	srv_stop nginx nk
+	srv_stop nginx native
 fi
 
 # ------------------------------------------------------------------ redis
@@ -285,17 +348,29 @@ redis_run() { # MODE OUT TEST
 	[ "$mode" = native ] && host=$NATIVE_IP port=6380
 	tb_exec remote redis-benchmark -h $host -p $port -c 50 -n "$REDIS_N" -t "$t" --csv >"$out" 2>&1
 }
+SRV_PORT[redis_nk]=6379 SRV_PORT[redis_native]=6380
+redis_start() {
+	# --protected-mode no: Redis 7 refuses non-loopback clients without a password.
+	if [ "$1" = nk ]; then
+		tb_guest_bg "$D/redis-nk.log" redis-server --bind $GUEST_IP --port 6379 --save '' --appendonly no --protected-mode no >/dev/null
+		SRV_PID[redis_nk]=$TB_LAST_PID
+		tb_wait_listen nsm 6379 15 || echo "guest redis-server is not listening: $(tail -n 2 "$D/redis-nk.log")" >&2
+		tb_exec remote redis-benchmark -h $GUEST_IP -p 6379 -c 50 -n 2000 -t set,get -q >/dev/null 2>&1
+	else
+		tb_bg nsm "$D/redis-native.log" redis-server --bind $NATIVE_IP --port 6380 --save '' --appendonly no --protected-mode no >/dev/null
+		SRV_PID[redis_native]=$TB_LAST_PID
+		tb_wait_listen nsm 6380 || echo "native redis-server is not listening" >&2
+		tb_exec remote redis-benchmark -h $NATIVE_IP -p 6380 -c 50 -n 2000 -t set,get -q >/dev/null 2>&1
+	fi
+}
 if has redis; then
 	echo "== redis-server + redis-benchmark from remote (50 clients, $REDIS_N requests per run)"
-	# --protected-mode no: Redis 7 refuses non-loopback clients without a password.
-	tb_guest_bg "$D/redis-nk.log" redis-server --bind $GUEST_IP --port 6379 --save '' --appendonly no --protected-mode no >/dev/null
-	tb_bg nsm "$D/redis-native.log" redis-server --bind $NATIVE_IP --port 6380 --save '' --appendonly no --protected-mode no >/dev/null
-	tb_wait_listen nsm 6379 15 || echo "guest redis-server is not listening: $(tail -n 2 "$D/redis-nk.log")" >&2
-	tb_wait_listen nsm 6380 || echo "native redis-server is not listening" >&2
-	tb_exec remote redis-benchmark -h $GUEST_IP -p 6379 -c 50 -n 2000 -t set,get -q >/dev/null 2>&1
-	tb_exec remote redis-benchmark -h $NATIVE_IP -p 6380 -c 50 -n 2000 -t set,get -q >/dev/null 2>&1
+	redis_start nk
+	redis_start native
 	alternate redis set "redis:$REDIS_N" redis_run set
 	alternate redis get "redis:$REDIS_N" redis_run get
+	srv_stop redis nk
+	srv_stop redis native
 fi
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)

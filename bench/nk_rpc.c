@@ -24,9 +24,10 @@
  *       (default 3) seconds; latency is send -> complete response per
  *       request (µs histogram). Prints one JSON line:
  *       {"size","conns","window","secs","requests","rate","gbps",
- *        "lat_p50_us","lat_p99_us","lat_avg_us","requests_total"}
+ *        "lat_p50_us","lat_p99_us","lat_avg_us","requests_total","max_stall_ms"}
  *       (requests_total includes the warm-up: the work done by the whole
- *       process, for CPU-per-request accounting).
+ *       process, for CPU-per-request accounting; max_stall_ms is the longest
+ *       time any connection went without a response, start to end).
  *       gbps counts request + response payload (2 * S * rate * 8).
  *
  * Exit: 0 ok, 1 setup/connection error, 2 a response failed the check.
@@ -267,6 +268,7 @@ struct cconn {
 	uint8_t *out;
 	size_t out_off, out_len;
 	uint64_t *sent_ns; /* ring of window send times, by sequence % window */
+	uint64_t last_ns;  /* when this connection last completed a response */
 	int want_out;
 };
 
@@ -359,13 +361,14 @@ static int run_client(const char *host, int port, uint32_t size, uint32_t conns,
 	uint64_t t0 = now_ns();
 	uint64_t t_start = t0 + (uint64_t)(warmup * 1e9);
 	uint64_t t_end = t_start + (uint64_t)(secs * 1e9);
-	uint64_t counted = 0, total = 0;
+	uint64_t counted = 0, total = 0, max_stall = 0;
 	for (uint32_t i = 0; i < conns; i++) {
 		struct cconn *c = &cs[i];
 		uint32_t hs = htonl(size);
 		memcpy(c->out, &hs, 4);
 		c->out_len = 4; /* the first window goes out behind the header */
 		cconn_queue(c, window, now_ns());
+		c->last_ns = now_ns();
 		set_nonblock(c->fd);
 		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
@@ -411,6 +414,9 @@ static int run_client(const char *host, int port, uint32_t size, uint32_t conns,
 				if (k == 0)
 					continue;
 				uint64_t tn = now_ns();
+				if (tn - c->last_ns > max_stall)
+					max_stall = tn - c->last_ns;
+				c->last_ns = tn;
 				for (size_t j = 0; j < k; j++) {
 					const uint8_t *m = c->in + j * size;
 					uint64_t seq;
@@ -447,6 +453,11 @@ static int run_client(const char *host, int port, uint32_t size, uint32_t conns,
 			}
 		}
 	}
+	/* a connection that has been silent until the end stalled too */
+	uint64_t t_stop = now_ns();
+	for (uint32_t i = 0; i < conns; i++)
+		if (t_stop - cs[i].last_ns > max_stall)
+			max_stall = t_stop - cs[i].last_ns;
 	double p50 = 0, p99 = 0;
 	uint64_t acc = 0;
 	int have50 = 0;
@@ -463,9 +474,10 @@ static int run_client(const char *host, int port, uint32_t size, uint32_t conns,
 	}
 	double rate = (double)counted / secs;
 	printf("{\"size\":%u,\"conns\":%u,\"window\":%u,\"secs\":%.3f,\"requests\":%llu,\"rate\":%.1f,"
-	       "\"gbps\":%.4f,\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,\"lat_avg_us\":%.2f,\"requests_total\":%llu}\n",
+	       "\"gbps\":%.4f,\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,\"lat_avg_us\":%.2f,\"requests_total\":%llu,\"max_stall_ms\":%.1f}\n",
 	       size, conns, window, secs, (unsigned long long)counted, rate, rate * 2.0 * size * 8 / 1e9, p50,
-	       p99, g_lat_n ? (double)g_lat_sum_ns / (double)g_lat_n / 1000.0 : 0.0, (unsigned long long)total);
+	       p99, g_lat_n ? (double)g_lat_sum_ns / (double)g_lat_n / 1000.0 : 0.0, (unsigned long long)total,
+	       (double)max_stall / 1e6);
 	for (uint32_t i = 0; i < conns; i++)
 		close(cs[i].fd);
 	return counted > 0 ? 0 : 1;
