@@ -233,6 +233,19 @@ static ssize_t ks_recv(struct nk_stack *st, int64_t h, void *buf, size_t len,
 	return n;
 }
 
+static ssize_t ks_recvv(struct nk_stack *st, int64_t h, const struct iovec *iov, int iovcnt)
+{
+	(void)st;
+	struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	ssize_t n;
+	do
+		n = recvmsg((int)h, &mh, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
 static int ks_set_events(struct nk_stack *st, int64_t h, uint32_t id, uint32_t events)
 {
 	int fd = (int)h;
@@ -297,6 +310,7 @@ const struct nk_stack_ops nk_ks_ops = {
 	.getsockname = ks_getsockname,
 	.sendv = ks_sendv,
 	.recv = ks_recv,
+	.recvv = ks_recvv,
 	.set_events = ks_set_events,
 	.close = ks_close,
 	.poll = NULL,

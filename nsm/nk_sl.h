@@ -25,6 +25,7 @@
 #define NK_SL_TXQ_MAX   4096u      /* queued SEND/SHUTDOWN per socket (CE caps at 32) */
 #define NK_SL_BACKLOG_SOFT 4096u   /* stop consuming the down ring beyond this */
 #define NK_SL_RX_BURST  16u        /* recvs per socket per event, for fairness */
+#define NK_SL_RX_BATCH  8u         /* chunks one stream read may fill */
 #define NK_SL_CLOSE_LINGER_NS (30ull * 1000000000ull) /* CLOSE flush limit */
 
 /** One attached VM: its mapped region and the RX chunks granted to us. */

@@ -347,6 +347,54 @@ static void accept_one(struct nk_sl *sl, struct nk_sl_sock *s, bool *again)
 	*again = true;
 }
 
+/* Read a stream into up to NK_SL_RX_BATCH chunks with one call (the chunks
+ * on top of the stash, taken only once filled) and post them: one syscall
+ * instead of one per chunk. Returns the entries posted; 0 = nothing to
+ * read; -1 = batching does not apply here; -2 = the read hit the end of
+ * the stream or an error, in *end, which the caller posts (an error is
+ * reported once by the kernel: it must not be read twice). */
+static int rx_batch(struct nk_sl *sl, struct nk_sl_sock *s, struct nk_sl_vm *v, ssize_t *end)
+{
+	struct iovec iov[NK_SL_RX_BATCH];
+	uint32_t ck[NK_SL_RX_BATCH];
+	uint32_t k = NK_SL_RX_BATCH, cs = v->chunk_size;
+
+	if (!sl->ops->recvv)
+		return -1;
+	if (k > v->nstash)
+		k = v->nstash;
+	if (k > NK_SOCK_RX_ENTRIES - s->rx_out)
+		k = NK_SOCK_RX_ENTRIES - s->rx_out;
+	if (k > nk_ring_free(&sl->up))
+		k = nk_ring_free(&sl->up);
+	/* A switched session's old leg must not be read past its offset. */
+	if (k < 2 || nk_sl_sess_rx_room(sl, s, (size_t)k * cs) < (size_t)k * cs)
+		return -1;
+	for (uint32_t j = 0; j < k; j++) {
+		ck[j] = v->stash[v->nstash - 1 - j];
+		iov[j] = (struct iovec){ nk_region_chunk(&v->reg, ck[j]), cs };
+	}
+	ssize_t n = sl->ops->recvv(sl->st, s->h, iov, (int)k);
+	if (n == -EAGAIN)
+		return 0;
+	if (n <= 0) {
+		*end = n;
+		return -2;
+	}
+	uint32_t used = (uint32_t)(((size_t)n + cs - 1) / cs);
+	v->nstash -= used;
+	s->rx_bytes += (uint64_t)n;
+	for (uint32_t j = 0; j < used; j++) {
+		size_t len = (size_t)n - (size_t)j * cs;
+		v->in_stash[ck[j]] = 0;
+		struct nk_nqe e = { .op = NK_OP_RX_DATA, .vm = s->vm, .sock = s->id, .chunk = ck[j],
+				    .len = (uint32_t)(len < cs ? len : cs) };
+		nk_sl_post(sl, &e);
+		s->rx_out++;
+	}
+	return (int)used;
+}
+
 /* Returns false when s is gone (dropped, or merged into another socket). */
 static bool rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 {
@@ -380,15 +428,28 @@ static bool rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 			v->starved = true;
 			return true;
 		}
+		/* A datagram goes after a header naming its sender. */
+		uint32_t hdr = s->stream ? 0 : NK_DGRAM_HDR;
+		size_t room = s->stream ? nk_sl_sess_rx_room(sl, s, v->chunk_size) : v->chunk_size - hdr;
+		ssize_t n = 0;
+		bool have = false; /* n already holds a read's end (EOF or error) */
+		if (s->stream && room == v->chunk_size) {
+			int r = rx_batch(sl, s, v, &n);
+			if (r == 0)
+				return true;
+			if (r > 0) {
+				i += (uint32_t)r - 1;
+				continue;
+			}
+			have = r == -2;
+		}
 		uint32_t chunk = v->stash[--v->nstash];
 		v->in_stash[chunk] = 0;
 		struct sockaddr_storage from;
 		socklen_t flen = 0;
-		/* A datagram goes after a header naming its sender. */
-		uint32_t hdr = s->stream ? 0 : NK_DGRAM_HDR;
-		size_t room = s->stream ? nk_sl_sess_rx_room(sl, s, v->chunk_size) : v->chunk_size - hdr;
-		ssize_t n = sl->ops->recv(sl->st, s->h, nk_region_chunk(&v->reg, chunk) + hdr,
-					  room, &from, s->stream ? NULL : &flen);
+		if (!have)
+			n = sl->ops->recv(sl->st, s->h, nk_region_chunk(&v->reg, chunk) + hdr, room, &from,
+					  s->stream ? NULL : &flen);
 		if (n == -EAGAIN) {
 			stash_put(v, chunk);
 			return true;

@@ -87,6 +87,9 @@ struct nk_stack_ops {
 	/** Bytes read, 0 = end of stream, -EAGAIN, or -errno. */
 	ssize_t (*recv)(struct nk_stack *st, int64_t h, void *buf, size_t len,
 			struct sockaddr_storage *from, socklen_t *fromlen);
+	/** Optional: a stream read scattered over several buffers (one
+	 *  syscall for many chunks). Bytes read, 0 = end, -EAGAIN, -errno. */
+	ssize_t (*recvv)(struct nk_stack *st, int64_t h, const struct iovec *iov, int iovcnt);
 	/** Wanted events (NK_EV_IN/NK_EV_OUT); 0 = report nothing at all. */
 	int (*set_events)(struct nk_stack *st, int64_t h, uint32_t id, uint32_t events);
 	/** abort: reset instead of an orderly close. */
