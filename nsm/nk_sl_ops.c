@@ -372,6 +372,24 @@ static void op_bind(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe 
 	struct nk_nqe c = *req;
 	bool loop = false;
 	int r = translate_bind(sl->vms[s->vm], &req->arg.addr, &ss, &len, &loop);
+	bool v6only_any = false;
+	if (r == 0 && req->arg.addr.family == AF_INET6 &&
+	    !memcmp(req->arg.addr.addr, (const uint8_t[16]){ 0 }, 16)) {
+		int on = 0;
+		socklen_t ol = sizeof(on);
+		if (sl->ops->getsockopt(sl->st, s->h, IPPROTO_IPV6, IPV6_V6ONLY, &on, &ol) == 0 && on) {
+			/* An IPv6-only wildcard (nginx's "listen [::]" next to
+			 * "listen 80"): the VM has no IPv6 address, so it may bind
+			 * but must never receive. Bound to [::1]:0, a port no
+			 * client is told about; the guest sees [::]:its port. */
+			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+			memset(in6, 0, sizeof(*in6));
+			in6->sin6_family = AF_INET6;
+			in6->sin6_addr = in6addr_loopback;
+			len = sizeof(*in6);
+			v6only_any = true;
+		}
+	}
 	if (r == 0)
 		r = sl->ops->bind(sl->st, s->h, (struct sockaddr *)&ss, len, false);
 	if (r == 0) {
@@ -381,6 +399,11 @@ static void op_bind(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe 
 			nk_sl_addr_from_sa(&c.arg.addr, &ss);
 		if (loop)
 			nk_sl_loop_report(sl->vms[s->vm], &c.arg.addr);
+		if (v6only_any) {
+			c.arg.addr = req->arg.addr; /* [::]:port as asked */
+			if (c.arg.addr.port == 0) /* some port: report the real one */
+				c.arg.addr.port = ((struct sockaddr_in6 *)&ss)->sin6_port;
+		}
 		nk_sl_sock_update(sl, s); /* a bound UDP socket starts receiving */
 	}
 	nk_sl_complete(sl, &c, r);

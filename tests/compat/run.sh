@@ -322,7 +322,10 @@ nginx_wrk() { # nginx_wrk [HEADER...]
 nginx_ka() { nginx_wrk; }
 nginx_close() { nginx_wrk -H 'Connection: close'; }
 nginx_any() { NGINX_LISTEN=0.0.0.0:8080 nginx_wrk -H 'Connection: close'; }
-nginx_v6any() { NGINX_LISTEN='[::]:8080' nginx_wrk -H 'Connection: close'; }
+# nginx's [::] listener is IPv6-only unless ipv6only=off; Debian's default
+# site pairs "listen 80" with "listen [::]:80": both must bind.
+nginx_v6any() { NGINX_LISTEN='[::]:8080 ipv6only=off' nginx_wrk -H 'Connection: close'; }
+nginx_v4v6() { NGINX_LISTEN='8080; listen [::]:8080' nginx_wrk -H 'Connection: close'; }
 nginx_reuseport() { NGINX_LISTEN="10.77.0.11:8080 reuseport" nginx_wrk -H 'Connection: close'; }
 # sendfile on: nginx sends file bodies with sendfile(2) from a regular file
 # to the NetKernel socket (GuestLib's sendfile interposer).
@@ -403,14 +406,12 @@ print("OK %d" % done[0] if not bad else "FAIL %d bad, first %s" % (len(bad), bad
 	[ "$out" = "OK 1600" ] || { why "memcached client: $(echo "$out" | tail -n 1)"; return 1; }
 	note "-t 4: 1600 set/get verified over 32 connections from 4 threads"
 }
-SP_UP=0
+# Each row starts its own servers (row_cleanup kills the remote's processes).
 sockperf_remote() {
-	[ $SP_UP = 1 ] && return 0
 	tb_bg remote "$D/sp.log" sockperf server --tcp -i 10.77.0.2 -p 11111 >/dev/null
 	tb_bg remote "$D/spu.log" sockperf server -i 10.77.0.2 -p 11112 >/dev/null
 	tb_wait_listen remote 11111 || { why "sockperf server did not start"; return 1; }
 	sleep 0.3
-	SP_UP=1
 }
 sockperf_pp() { # sockperf_pp [--tcp]
 	local port=11112 n
@@ -446,7 +447,7 @@ row iperf3 "UDP client -u -R (guest receives)" iperf_udp_rev
 row iperf3 "UDP server -u (remote -> guest)" iperf_udp_server
 row nk_dgram "UDP semantics (boundaries, source, errnos)" udp_semantics
 row nk_posix "POSIX semantics (io, events, errors, fds, signals, udp, v6, loopback, exec)" posix_semantics
-row getaddrinfo "curl by name via dnsmasq in remote" dns_curl curl
+row curl "by name: getaddrinfo via dnsmasq in remote" dns_curl dnsmasq
 row curl "download 20 MiB + sha256" curl_download sha256sum
 row curl "upload -T 8 MiB (PUT)" curl_upload sha256sum
 row curl "50 sequential connections" curl_50
@@ -456,7 +457,8 @@ row python3 "asyncio echo, guest client" py_echo_gc
 row nginx "4 workers + remote wrk keep-alive" nginx_ka wrk
 row nginx "4 workers + remote wrk Connection: close" nginx_close wrk
 row nginx "listen 0.0.0.0:8080 + wrk close" nginx_any wrk
-row nginx "listen [::]:8080 + wrk close" nginx_v6any wrk
+row nginx "listen [::]:8080 ipv6only=off + wrk close" nginx_v6any wrk
+row nginx "listen 8080 + listen [::]:8080 (Debian default)" nginx_v4v6 wrk
 row nginx "listen reuseport + wrk close" nginx_reuseport wrk
 row nginx "sendfile on, 20 MiB + sha256" nginx_sendfile curl
 row wrk "guest wrk -> remote nginx" wrk_guest nginx

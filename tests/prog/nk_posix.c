@@ -874,6 +874,21 @@ static void g_inet6(void)
 	CHECK(r == 0 && s >= 0, "AF_INET6 client to %s: %s", mapped, r ? EN(errno) : "ok");
 	close(s);
 	close(c);
+	/* nginx's "listen 80; listen [::]:80": an IPv6-only wildcard next to
+	 * an IPv4 listener on the same port */
+	int p4 = 0, l4 = listener("0.0.0.0", &p4);
+	int l6 = socket(AF_INET6, SOCK_STREAM, 0);
+	setsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	struct sockaddr_in6 b6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)p4),
+				   .sin6_addr = in6addr_any };
+	r = bind(l6, (struct sockaddr *)&b6, sizeof(b6));
+	int r2 = r == 0 ? listen(l6, 8) : -1;
+	sl = sizeof(b6);
+	getsockname(l6, (struct sockaddr *)&b6, &sl);
+	CHECK(r == 0 && r2 == 0 && ntohs(b6.sin6_port) == p4 && IN6_IS_ADDR_UNSPECIFIED(&b6.sin6_addr),
+	      "IPV6_V6ONLY [::]:%d next to 0.0.0.0:%d: %s", p4, p4, r ? EN(errno) : "ok");
+	close(l6);
+	close(l4);
 	c = socket(AF_INET6, SOCK_STREAM, 0);
 	struct sockaddr_in6 x6 = { .sin6_family = AF_INET6, .sin6_port = htons(80) };
 	inet_pton(AF_INET6, "2001:db8::1", &x6.sin6_addr);
