@@ -144,7 +144,7 @@ static int nk_gl_dgram_dest(struct nk_gl_sock *s, const struct sockaddr *to, soc
 	s->tx_dest_set = false;
 	if (s->type != SOCK_DGRAM || !to || tolen == 0)
 		return 0;
-	int r = nk_gl_sa_to_addr(s, to, tolen, &s->tx_dest);
+	int r = nk_gl_sa_to_addr(s, to, tolen, &s->tx_dest, true);
 	if (r < 0)
 		return r;
 	s->tx_dest_set = true;
@@ -158,7 +158,7 @@ static void nk_gl_dgram_src(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t
 	if (!sa || !len)
 		return;
 	if (s->type == SOCK_DGRAM && (s->rx_src.family == AF_INET || s->rx_src.family == AF_INET6) &&
-	    nk_gl_addr_to_sa(s, &s->rx_src, sa, len) == 0)
+	    nk_gl_addr_to_sa(s, &s->rx_src, sa, len, true) == 0)
 		return;
 	if (s->type != SOCK_DGRAM || nk_gl_getname(s, true, sa, len) < 0)
 		*len = 0;

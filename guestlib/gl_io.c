@@ -31,7 +31,8 @@ static ssize_t nk_gl_iov_total(const struct iovec *iov, int iovcnt)
 }
 
 /* Copy between a flat buffer and the iovec's bytes [pos, pos + n): 0, or
- * -EFAULT when the application's buffer is not mapped (gl_uacc.c). */
+ * -EFAULT for a buffer that cannot be the application's (gl_uacc.c: the
+ * data path's cheap check). */
 static int nk_gl_iov_copy(const struct iovec *iov, int iovcnt, size_t pos, uint8_t *flat,
 			  size_t n, bool to_iov)
 {
@@ -43,8 +44,8 @@ static int nk_gl_iov_copy(const struct iovec *iov, int iovcnt, size_t pos, uint8
 		size_t k = iov[i].iov_len - pos;
 		if (k > n)
 			k = n;
-		int e = to_iov ? nk_gl_copy_out((uint8_t *)iov[i].iov_base + pos, flat, k)
-			       : nk_gl_copy_in(flat, (uint8_t *)iov[i].iov_base + pos, k);
+		int e = to_iov ? nk_gl_ucopy_out((uint8_t *)iov[i].iov_base + pos, flat, k)
+			       : nk_gl_ucopy_in(flat, (uint8_t *)iov[i].iov_base + pos, k);
 		if (e < 0)
 			return e;
 		flat += k;

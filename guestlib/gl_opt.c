@@ -174,7 +174,7 @@ int nk_gl_getname(struct nk_gl_sock *s, bool peer, struct sockaddr *sa, socklen_
 	memcpy(&a, peer ? &s->slot->peer : &s->slot->local, sizeof(a));
 	if (peer && a.family == 0)
 		return -ENOTCONN;
-	return nk_gl_addr_to_sa(s, &a, sa, len);
+	return nk_gl_addr_to_sa(s, &a, sa, len, false);
 }
 
 int nk_gl_fcntl(struct nk_gl_sock *s, int fd, int cmd, unsigned long arg)

@@ -48,14 +48,15 @@ void nk_gl_slot_unlock(struct nk_sock_slot *sl)
 /* ---- addresses ---- */
 
 int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len,
-		     struct nk_addr *out)
+		     struct nk_addr *out, bool hot)
 {
+	int (*cp_in)(void *, const void *, size_t) = hot ? nk_gl_ucopy_in : nk_gl_copy_in;
 	memset(out, 0, sizeof(*out));
 	if (!sa || len < (socklen_t)sizeof(sa_family_t))
 		return -EINVAL;
 	sa_family_t fam;
 	/* The caller's buffer may be unaligned, or not mapped (EFAULT). */
-	if (nk_gl_copy_in(&fam, sa, sizeof(fam)) < 0)
+	if (cp_in(&fam, sa, sizeof(fam)) < 0)
 		return -EFAULT;
 	if (fam == AF_INET) {
 		struct sockaddr_in in;
@@ -64,7 +65,7 @@ int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, sock
 		/* An AF_INET6 socket accepts AF_INET only as ::ffff:a.b.c.d. */
 		if (s->domain != AF_INET)
 			return -EAFNOSUPPORT;
-		if (nk_gl_copy_in(&in, sa, sizeof(in)) < 0)
+		if (cp_in(&in, sa, sizeof(in)) < 0)
 			return -EFAULT;
 		out->family = AF_INET;
 		out->port = in.sin_port;
@@ -78,7 +79,7 @@ int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, sock
 			return -EINVAL;
 		if (s->domain != AF_INET6)
 			return -EAFNOSUPPORT;
-		if (nk_gl_copy_in(&in6, sa, len < (socklen_t)sizeof(in6) ? len : sizeof(in6)) < 0)
+		if (cp_in(&in6, sa, len < (socklen_t)sizeof(in6) ? len : sizeof(in6)) < 0)
 			return -EFAULT;
 		out->family = AF_INET6;
 		out->port = in6.sin6_port;
@@ -94,13 +95,15 @@ int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, sock
  * Converts between the families so an AF_INET6 socket sees v4-mapped
  * addresses and an AF_INET socket plain ones. */
 int nk_gl_addr_to_sa(const struct nk_gl_sock *s, const struct nk_addr *a,
-		     struct sockaddr *sa, socklen_t *len)
+		     struct sockaddr *sa, socklen_t *len, bool hot)
 {
+	int (*cp_in)(void *, const void *, size_t) = hot ? nk_gl_ucopy_in : nk_gl_copy_in;
+	int (*cp_out)(void *, const void *, size_t) = hot ? nk_gl_ucopy_out : nk_gl_copy_out;
 	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	union { struct sockaddr_in in; struct sockaddr_in6 in6; } u;
 	socklen_t n, ulen;
 
-	if (nk_gl_copy_in(&ulen, len, sizeof(ulen)) < 0)
+	if (cp_in(&ulen, len, sizeof(ulen)) < 0)
 		return -EFAULT;
 	if (ulen > 0x7fffffff) /* negative int in disguise */
 		return -EINVAL;
@@ -133,10 +136,10 @@ int nk_gl_addr_to_sa(const struct nk_gl_sock *s, const struct nk_addr *a,
 		}
 		n = sizeof(u.in6);
 	}
-	if (sa && nk_gl_copy_out(sa, &u, ulen < n ? ulen : n) < 0)
+	if (sa && cp_out(sa, &u, ulen < n ? ulen : n) < 0)
 		return -EFAULT;
 	/* as the kernel: the full length, even when truncated */
-	return nk_gl_copy_out(len, &n, sizeof(n));
+	return cp_out(len, &n, sizeof(n));
 }
 
 /* ---- socket ---- */
@@ -202,7 +205,7 @@ static int nk_gl_sock_op(struct nk_gl_sock *s, struct nk_nqe *q, struct nk_nqe *
 int nk_gl_bind(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len)
 {
 	struct nk_nqe q = { .op = NK_OP_BIND }, resp;
-	int e = nk_gl_sa_to_addr(s, sa, len, &q.arg.addr);
+	int e = nk_gl_sa_to_addr(s, sa, len, &q.arg.addr, false);
 	if (e < 0)
 		return e;
 	e = nk_gl_sock_op(s, &q, &resp);
@@ -242,7 +245,7 @@ int nk_gl_connect(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len
 			return -EALREADY;
 	} else {
 		struct nk_nqe q = { .op = NK_OP_CONNECT, .sock = s->id, .chunk = NK_NO_CHUNK };
-		int e = nk_gl_sa_to_addr(s, sa, len, &q.arg.addr);
+		int e = nk_gl_sa_to_addr(s, sa, len, &q.arg.addr, false);
 		if (e < 0)
 			return e;
 		/* Always asynchronous underneath: a blocking connect that is
@@ -378,7 +381,7 @@ int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int 
 			if (sa) {
 				struct nk_addr peer;
 				memcpy(&peer, &c->slot->peer, sizeof(peer));
-				if (nk_gl_addr_to_sa(c, &peer, sa, len) < 0)
+				if (nk_gl_addr_to_sa(c, &peer, sa, len, false) < 0)
 					*len = 0; /* garbage peer: report none rather than lie */
 			}
 			return fd;

@@ -6,8 +6,12 @@
  * an unmapped one; GuestLib reads and writes them itself, where a bad
  * pointer would be a SIGSEGV inside the library. process_vm_readv/writev on
  * our own pid is the kernel's copy_from_user/copy_to_user: the same check,
- * no signal handler, thread-safe. It costs one syscall per copied region,
- * which the data path pays once per chunk (16 KiB), next to a ring post.
+ * no signal handler, thread-safe. But it costs 1.3 us for 64 bytes and
+ * 4.8 us for 16 KiB (a memcpy: 0.004 / 0.4 us), so only the control path
+ * (bind, connect, accept, names, options) pays it. The data path (send and
+ * receive buffers, sendto/recvfrom addresses) gets the arithmetic check of
+ * nk_gl_ucopy_*: the NULL page, non-user addresses and wrap-around are
+ * EFAULT; any other unmapped buffer faults in the application.
  */
 #include "nk_gl.h"
 
@@ -36,6 +40,34 @@ static int nk_gl_vm_copy(void *local, void *remote, size_t n, bool to_remote)
 		return 0;
 	}
 	return -EFAULT;
+}
+
+/* Below vm.mmap_min_addr's default (64 KiB) nothing is ever mapped; user
+ * space ends at 2^47 on x86-64 with 4-level paging (2^56 with 5-level), so
+ * anything at or above 2^56 is never a user address. */
+#define NK_GL_UMIN ((uintptr_t)65536)
+#define NK_GL_UMAX ((uintptr_t)1 << 56)
+
+static bool nk_gl_urange_ok(const void *p, size_t n)
+{
+	uintptr_t a = (uintptr_t)p;
+	return n == 0 || (a >= NK_GL_UMIN && a < NK_GL_UMAX && n <= NK_GL_UMAX - a);
+}
+
+int nk_gl_ucopy_in(void *dst, const void *usrc, size_t n)
+{
+	if (!nk_gl_urange_ok(usrc, n))
+		return -EFAULT;
+	memcpy(dst, usrc, n);
+	return 0;
+}
+
+int nk_gl_ucopy_out(void *udst, const void *src, size_t n)
+{
+	if (!nk_gl_urange_ok(udst, n))
+		return -EFAULT;
+	memcpy(udst, src, n);
+	return 0;
 }
 
 int nk_gl_copy_in(void *dst, const void *usrc, size_t n)

@@ -47,7 +47,9 @@
  *     EDESTADDRREQ; datagrams larger than one chunk (minus the header on
  *     receive) fail EMSGSIZE (one SEND = one datagram); a zero-length
  *     datagram is one empty SEND / DATA entry; MSG_TRUNC as Linux UDP.
- *   - Application pointers are copied through gl_uacc.c (EFAULT, not SIGSEGV);
+ *   - Application pointers are copied through gl_uacc.c: EFAULT for any bad
+ *     pointer on the control path, for NULL-page/non-user ones on the data
+ *     path (a full check costs more than the copy);
  *     name resolution is GuestLib's (gl_dns.c), since glibc's resolver calls
  *     its socket functions internally, out of LD_PRELOAD's reach.
  */
@@ -236,9 +238,13 @@ void nk_gl_deadline(struct timespec *dl, long ms);     /* now + ms */
 bool nk_gl_timeval_deadline(const struct timeval *tv, struct timespec *dl);
 bool nk_gl_slot_bad(struct nk_gl_sock *s);       /* corrupt/stale checks */
 
-/* gl_uacc.c: the application's pointers, EFAULT instead of SIGSEGV */
+/* gl_uacc.c: the application's pointers, EFAULT instead of SIGSEGV.
+ * copy_*: checked by the kernel (control path); ucopy_*: arithmetic check
+ * only, memcpy speed (data path). */
 int nk_gl_copy_in(void *dst, const void *usrc, size_t n);
 int nk_gl_copy_out(void *udst, const void *src, size_t n);
+int nk_gl_ucopy_in(void *dst, const void *usrc, size_t n);
+int nk_gl_ucopy_out(void *udst, const void *src, size_t n);
 
 /* gl_sock.c: control path */
 int nk_gl_socket(int domain, int type, int protocol);
@@ -247,10 +253,11 @@ int nk_gl_listen(struct nk_gl_sock *s, int backlog);
 int nk_gl_connect(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len);
 int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int flags);
 int nk_gl_shutdown(struct nk_gl_sock *s, int how);
+/* hot: a per-datagram address (sendto/recvfrom): cheap pointer check */
 int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len,
-		     struct nk_addr *out);
+		     struct nk_addr *out, bool hot);
 int nk_gl_addr_to_sa(const struct nk_gl_sock *s, const struct nk_addr *a,
-		     struct sockaddr *sa, socklen_t *len);
+		     struct sockaddr *sa, socklen_t *len, bool hot);
 void nk_gl_slot_lock(struct nk_sock_slot *sl);
 void nk_gl_slot_unlock(struct nk_sock_slot *sl);
 

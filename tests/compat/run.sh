@@ -150,11 +150,13 @@ iperf_tcp_server() {
 
 iperf_tcp_server_any() { IPS_ANY=1 IPS_PORT=5204 iperf_tcp_server; }
 
+udp_listening() { [ -n "$(ip netns exec "$(tb_ns remote)" ss -Hlun "sport = :$1")" ]; }
+
 # UDP semantics regression check (tests/prog/nk_dgram) against a remote echo.
 udp_semantics() {
 	local rc=0
 	tb_bg remote "$D/uecho.log" $PY "$H" udp-echo 10.77.0.2 5300 >/dev/null
-	sleep 0.3
+	tb_wait_for 10 udp_listening 5300 || { why "UDP echo server did not start"; return 1; }
 	tb_guest "$TB_BUILD/tests/prog/nk_dgram" 10.77.0.2 5300 >"$D/dgram.out" 2>&1 || rc=$?
 	[ $rc -eq 0 ] || { why "exit $rc: $(grep -m2 'FAIL' "$D/dgram.out" | tr '\n' ' ')"; return 1; }
 	note "$(grep -c '^ok' "$D/dgram.out") checks"
@@ -164,7 +166,7 @@ udp_semantics() {
 posix_semantics() {
 	local rc=0
 	tb_bg remote "$D/uecho2.log" $PY "$H" udp-echo 10.77.0.2 5301 >/dev/null
-	sleep 0.3
+	tb_wait_for 10 udp_listening 5301 || { why "UDP echo server did not start"; return 1; }
 	tb_guest "$TB_BUILD/tests/prog/nk_posix" 10.77.0.11 10.77.0.2 5301 >"$D/posix.out" 2>&1 || rc=$?
 	[ $rc -eq 0 ] || { why "exit $rc: $(grep -m3 '^FAIL' "$D/posix.out" | tr '\n' ' ')"; return 1; }
 	note "$(grep -c '^ok' "$D/posix.out") checks"
@@ -183,7 +185,7 @@ dns_curl() {
 	tb_bg remote "$D/dnsmasq.log" /usr/sbin/dnsmasq --no-daemon --no-resolv --no-hosts \
 		--bind-interfaces --listen-address=10.77.0.2 --user=root --pid-file= \
 		--address=/web.nk.test/10.77.0.2 >/dev/null
-	sleep 0.5
+	tb_wait_for 10 udp_listening 53 || { rm -rf "/etc/netns/$g"; why "dnsmasq did not start"; return 1; }
 	out=$(tb_plain_guest curl -sS -o "$D/gotn" -w '%{http_code} %{size_download}' http://web:8000/big 2>&1) || rc=$?
 	rm -rf "/etc/netns/$g"
 	[ $rc -eq 0 ] && [ "$out" = "200 20971520" ] || { why "curl http://web:8000/ (search nk.test): exit $rc '$out'"; return 1; }

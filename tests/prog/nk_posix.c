@@ -32,6 +32,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -119,6 +120,11 @@ static int tcp_pair(int *c)
 static void *later_send(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
+	/* SIGALRM is for the main thread's blocked call, never this one */
+	sigset_t m;
+	sigemptyset(&m);
+	sigaddset(&m, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &m, NULL);
 	usleep(200 * 1000);
 	if (send(fd, "world", 5, 0) != 5)
 		printf("later_send: %s\n", strerror(errno));
@@ -538,6 +544,16 @@ static void g_errors(void)
 	errno = 0;
 	r = bind(x, (struct sockaddr *)8, sizeof(a));
 	CHECK(r < 0 && errno == EFAULT, "bind bad pointer: %s", EN(errno));
+	/* an unmapped page in the middle of the address space */
+	void *hole = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(hole, 4096);
+	errno = 0;
+	r = connect(x, (struct sockaddr *)hole, sizeof(a));
+	CHECK(r < 0 && errno == EFAULT, "connect from an unmapped page: %s", EN(errno));
+	socklen_t hl = sizeof(int);
+	errno = 0;
+	r = getsockopt(x, SOL_SOCKET, SO_RCVBUF, hole, &hl);
+	CHECK(r < 0 && errno == EFAULT, "getsockopt into an unmapped page: %s", EN(errno));
 	errno = 0;
 	r = bind(x, (struct sockaddr *)&a, 3);
 	CHECK(r < 0 && errno == EINVAL, "bind short length: %s", EN(errno));

@@ -34,7 +34,8 @@ printf 'nameserver 10.77.0.2\nsearch nk.test\noptions timeout:2 attempts:2\n' >"
 tb_bg remote "$D/dnsmasq.log" "$DNSMASQ" --no-daemon --no-resolv --no-hosts --bind-interfaces \
 	--listen-address=10.77.0.2 --port=53 --user=root --pid-file= \
 	--address=/web.nk.test/10.77.0.2 --address=/v6.nk.test/2001:db8::5 --log-queries >/dev/null
-tb_wait_for 10 ip netns exec "$(tb_ns remote)" ss -Hlun 'sport = :53' || tb_fail "dnsmasq did not start"
+udp_up() { [ -n "$(ip netns exec "$(tb_ns remote)" ss -Hlun "sport = :$1")" ]; }
+tb_wait_for 10 udp_up 53 || tb_fail "dnsmasq did not start"
 mkdir -p "$D/www"
 head -c 3M /dev/urandom >"$D/www/f"
 tb_bg remote "$D/httpd.log" python3 "$H" httpd 10.77.0.2 8000 "$D/www" >/dev/null

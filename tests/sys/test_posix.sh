@@ -6,6 +6,7 @@
 # Then loopback isolation: a listener a guest bound to 127.0.0.1 is reached
 # by another process of the same VM through 127.0.0.1, but neither from the
 # remote host nor from a second VM (vm2), through 127.0.0.1 or the address.
+# Last, a connect whose SYNs are dropped fails ETIMEDOUT.
 # timeout: 240
 set -euo pipefail
 . "$(dirname "$0")/../../scenarios/lib/testbed.sh"
@@ -16,7 +17,8 @@ H=$(dirname "$0")/../compat/helpers.py
 tb_netkernel_up "px$(($$ % 100000))" --vm name=vm2,ip=10.77.0.12,nsm=tcp
 D=$TB_DIR
 tb_bg remote "$D/uecho.log" python3 "$H" udp-echo 10.77.0.2 5310 >/dev/null
-sleep 0.3
+udp_up() { [ -n "$(ip netns exec "$(tb_ns remote)" ss -Hlun "sport = :$1")" ]; }
+tb_wait_for 10 udp_up 5310 || tb_fail "UDP echo server did not start"
 NATIVE_GROUPS=${NK_POSIX_GROUPS:-io events errors desc sig udp inet6 loop}
 echo "== natively in the remote namespace (reference; exec differs by design)"
 TB_EXEC_TIMEOUT=90 tb_exec remote "$P" 10.77.0.2 10.77.0.2 5310 $NATIVE_GROUPS >"$D/native.out" 2>&1 || true
@@ -48,4 +50,20 @@ for a in 127.0.0.1 10.77.0.11; do
 	echo "vm2 -> $a: $out"
 	[[ $out != *hello* ]] || tb_fail "vm2 reached vm1's 127.0.0.1 listener through $a"
 done
+
+echo "== ETIMEDOUT: 10.78.99.1 is routed to the remote, which does not forward"
+ip -n "$(tb_ns nsm)" route add 10.78.99.0/24 via 10.77.0.2
+ip netns exec "$(tb_ns remote)" sysctl -qw net.ipv4.ip_forward=0
+out=$(TB_GUEST_TIMEOUT=30 tb_guest python3 -c '
+import errno, socket, time
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+t = time.time()
+try:
+    s.connect(("10.78.99.1", 9))
+    print("connected?")
+except OSError as e:
+    print("%s after %.1f s" % (errno.errorcode.get(e.errno, e.errno), time.time() - t))')
+echo "connect: $out"
+[[ $out == ETIMEDOUT* ]] || tb_fail "connect to a black hole: $out, want ETIMEDOUT"
 echo PASS
