@@ -81,7 +81,8 @@ int nk_validate_guest_nqe(const struct nk_geom *g, uint32_t chan, const struct n
 	case NK_OP_SEND:
 		if (!chunk_in_tx(g, chan, n->chunk))
 			BAD("send chunk not in the channel's TX partition");
-		if (n->len == 0 || !span_ok(g, n->off, n->len))
+		/* len 0 is a zero-length datagram (on a stream, a no-op). */
+		if (!span_ok(g, n->off, n->len))
 			BAD("send offset/length outside the chunk");
 		return 0;
 	case NK_OP_RX_DONE:
@@ -112,8 +113,9 @@ int nk_validate_nsm_nqe(const struct nk_geom *vg, const struct nk_nqe *n, const 
 	}
 	switch (n->op) {
 	case NK_OP_RX_DATA:
-		if (!chunk_in_rx(vg, n->chunk) || n->len == 0)
-			BAD("RX_DATA without an RX chunk or bytes");
+		/* len 0: a zero-length datagram, still one entry. */
+		if (!chunk_in_rx(vg, n->chunk))
+			BAD("RX_DATA without an RX chunk");
 		return 0;
 	case NK_OP_SEND_DONE:
 		if (n->chunk == NK_NO_CHUNK || chunk_in_rx(vg, n->chunk))

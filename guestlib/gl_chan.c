@@ -188,6 +188,44 @@ int nk_gl_request(struct nk_nqe *q, struct nk_nqe *resp)
 	return 0;
 }
 
+/* Would Linux restart the interrupted call? Only a handler installed with
+ * SA_RESTART restarts it; we cannot tell which signal interrupted us, so we
+ * ask whether every handler that could have run (signal not blocked) has
+ * SA_RESTART. glibc's own signals (32, 33) are refused by sigaction and so
+ * not counted. */
+static bool nk_gl_sa_restart(void)
+{
+	sigset_t blocked;
+	bool any = false;
+	if (pthread_sigmask(SIG_BLOCK, NULL, &blocked) != 0)
+		return false;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigismember(&blocked, sig) == 1 ||
+		    sigaction(sig, NULL, &sa) < 0)
+			continue;
+		/* sa_handler and sa_sigaction share storage: SIG_DFL/SIG_IGN
+		 * read the same through either. */
+		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return false;
+		any = true;
+	}
+	return any;
+}
+
+int nk_gl_wait_io(bool (*check)(void *), void *arg, const struct timespec *deadline)
+{
+	for (;;) {
+		int w = nk_gl_wait(check, arg, deadline, NULL, 0, NULL);
+		/* With a timeout (SO_RCVTIMEO/SO_SNDTIMEO) Linux says EINTR
+		 * even for SA_RESTART handlers (sock_intr_errno). */
+		if (w != -EINTR || deadline || !nk_gl_sa_restart())
+			return w;
+	}
+}
+
 void nk_gl_deadline(struct timespec *dl, long ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, dl);

@@ -22,6 +22,15 @@
 
 static struct nk_gl_sock **nk_gl_fdtab[NPAGES];
 
+/* Bit 0 of an entry: the application cleared FD_CLOEXEC on this fd (socket
+ * objects come from calloc, so bit 0 of their address is free). */
+#define NK_GL_FD_INHERIT ((uintptr_t)1)
+
+static inline struct nk_gl_sock *nk_gl_fd_untag(struct nk_gl_sock *p)
+{
+	return (struct nk_gl_sock *)((uintptr_t)p & ~NK_GL_FD_INHERIT);
+}
+
 struct nk_gl_sock *nk_gl_fd_peek(int fd)
 {
 	if (fd < 0 || fd >= NK_GL_FD_MAX)
@@ -29,7 +38,25 @@ struct nk_gl_sock *nk_gl_fd_peek(int fd)
 	struct nk_gl_sock **page = __atomic_load_n(&nk_gl_fdtab[fd >> PAGE_BITS], __ATOMIC_ACQUIRE);
 	if (!page)
 		return NULL;
-	return __atomic_load_n(&page[fd & (PAGE_SIZE_ - 1)], __ATOMIC_ACQUIRE);
+	return nk_gl_fd_untag(__atomic_load_n(&page[fd & (PAGE_SIZE_ - 1)], __ATOMIC_ACQUIRE));
+}
+
+bool nk_gl_fd_cloexec(int fd)
+{
+	if (!nk_gl_fd_peek(fd))
+		return false;
+	uintptr_t v = (uintptr_t)nk_gl_fdtab[fd >> PAGE_BITS][fd & (PAGE_SIZE_ - 1)];
+	return !(v & NK_GL_FD_INHERIT);
+}
+
+void nk_gl_fd_set_cloexec(int fd, bool on)
+{
+	struct nk_gl_sock *s = nk_gl_fd_peek(fd);
+	if (!s)
+		return;
+	uintptr_t v = (uintptr_t)s | (on ? 0 : NK_GL_FD_INHERIT);
+	__atomic_store_n(&nk_gl_fdtab[fd >> PAGE_BITS][fd & (PAGE_SIZE_ - 1)],
+			 (struct nk_gl_sock *)v, __ATOMIC_RELEASE);
 }
 
 int nk_gl_fd_set(int fd, struct nk_gl_sock *s)
@@ -66,7 +93,7 @@ void nk_gl_fd_mark_stale(void)
 			continue;
 		for (int i = 0; i < PAGE_SIZE_; i++)
 			if (nk_gl_fdtab[p][i])
-				nk_gl_fdtab[p][i]->stale = true;
+				nk_gl_fd_untag(nk_gl_fdtab[p][i])->stale = true;
 	}
 }
 
@@ -78,7 +105,7 @@ void nk_gl_fd_fork_keep(void)
 		if (!nk_gl_fdtab[p])
 			continue;
 		for (int i = 0; i < PAGE_SIZE_; i++) {
-			struct nk_gl_sock *s = nk_gl_fdtab[p][i];
+			struct nk_gl_sock *s = nk_gl_fd_untag(nk_gl_fdtab[p][i]);
 			if (s) {
 				s->tx_inflight = 0;
 				s->refs = s->nfds;
@@ -218,6 +245,12 @@ int nk_gl_dup(int oldfd, int newfd, int flags, int mode)
 			REAL(close)(r);
 			nk_gl_unlock();
 			return -EMFILE;
+		}
+		if (s) {
+			/* The copy of the reserved fd is close-on-exec too
+			 * (see nk_gl_fcntl F_SETFD); the app sees what it asked. */
+			(void)REAL(fcntl)(r, F_SETFD, FD_CLOEXEC);
+			nk_gl_fd_set_cloexec(r, mode == 4 || (mode == 2 && (flags & O_CLOEXEC)));
 		}
 	}
 	nk_gl_unlock();

@@ -144,7 +144,7 @@ static int nk_gl_dgram_dest(struct nk_gl_sock *s, const struct sockaddr *to, soc
 	s->tx_dest_set = false;
 	if (s->type != SOCK_DGRAM || !to || tolen == 0)
 		return 0;
-	int r = nk_gl_sa_to_addr(s, to, tolen, &s->tx_dest);
+	int r = nk_gl_sa_to_addr(s, to, tolen, &s->tx_dest, true);
 	if (r < 0)
 		return r;
 	s->tx_dest_set = true;
@@ -158,7 +158,7 @@ static void nk_gl_dgram_src(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t
 	if (!sa || !len)
 		return;
 	if (s->type == SOCK_DGRAM && (s->rx_src.family == AF_INET || s->rx_src.family == AF_INET6) &&
-	    nk_gl_addr_to_sa(s, &s->rx_src, sa, len) == 0)
+	    nk_gl_addr_to_sa(s, &s->rx_src, sa, len, true) == 0)
 		return;
 	if (s->type != SOCK_DGRAM || nk_gl_getname(s, true, sa, len) < 0)
 		*len = 0;
@@ -232,14 +232,73 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	if (!s)
 		return REAL(recvmsg)(fd, msg, flags);
 	ssize_t r = nk_gl_recvv(s, msg->msg_iov, (int)msg->msg_iovlen, flags);
+	bool trunc = s->type == SOCK_DGRAM && s->rx_trunc;
 	if (r >= 0)
 		nk_gl_dgram_src(s, msg->msg_name, &msg->msg_namelen);
 	nk_gl_put(s);
 	if (r >= 0) {
 		msg->msg_controllen = 0; /* no ancillary data on NetKernel sockets */
-		msg->msg_flags = 0;
+		msg->msg_flags = trunc ? MSG_TRUNC : 0;
 	}
 	return NK_RET(r);
+}
+
+/* sendmmsg/recvmmsg: one sendmsg/recvmsg per message, with the kernel's
+ * rules: the count of messages done if any, else the first error (the
+ * error of a later message is lost, as in Linux); glibc's resolver sends its
+ * A and AAAA queries with one sendmmsg. */
+#define NK_GL_MMSG_MAX 1024u /* UIO_MAXIOV, the kernel's cap on vlen */
+
+int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	if (!nk_gl_fd_peek(fd))
+		return REAL(sendmmsg)(fd, vec, vlen, flags);
+	if (vlen > NK_GL_MMSG_MAX)
+		vlen = NK_GL_MMSG_MAX;
+	unsigned int i;
+	for (i = 0; i < vlen; i++) {
+		ssize_t r = sendmsg(fd, &vec[i].msg_hdr, flags);
+		if (r < 0)
+			return i ? (int)i : -1;
+		vec[i].msg_len = (unsigned int)r;
+	}
+	return (int)i;
+}
+
+int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct timespec *tmo)
+{
+	if (!nk_gl_fd_peek(fd))
+		return REAL(recvmmsg)(fd, vec, vlen, flags, tmo);
+	if (vlen > NK_GL_MMSG_MAX)
+		vlen = NK_GL_MMSG_MAX;
+	struct timespec end = { 0 }, now;
+	if (tmo) {
+		if (tmo->tv_sec < 0 || tmo->tv_nsec < 0 || tmo->tv_nsec >= 1000000000L)
+			return NK_RET(-EINVAL);
+		clock_gettime(CLOCK_MONOTONIC, &end);
+		end.tv_sec += tmo->tv_sec + (end.tv_nsec + tmo->tv_nsec) / 1000000000L;
+		end.tv_nsec = (end.tv_nsec + tmo->tv_nsec) % 1000000000L;
+	}
+	int fl = flags & ~MSG_WAITFORONE;
+	unsigned int i;
+	for (i = 0; i < vlen; i++) {
+		ssize_t r = recvmsg(fd, &vec[i].msg_hdr, fl);
+		if (r < 0)
+			return i ? (int)i : -1;
+		vec[i].msg_len = (unsigned int)r;
+		if (flags & MSG_WAITFORONE)
+			fl |= MSG_DONTWAIT;
+		/* Linux checks the timeout only after each datagram. */
+		if (tmo) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > end.tv_sec ||
+			    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)) {
+				i++;
+				break;
+			}
+		}
+	}
+	return (int)i;
 }
 
 ssize_t writev(int fd, const struct iovec *iov, int iovcnt)

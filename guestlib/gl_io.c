@@ -30,9 +30,11 @@ static ssize_t nk_gl_iov_total(const struct iovec *iov, int iovcnt)
 	return (ssize_t)t;
 }
 
-/* Copy between a flat buffer and the iovec's bytes [pos, pos + n). */
-static void nk_gl_iov_copy(const struct iovec *iov, int iovcnt, size_t pos, uint8_t *flat,
-			   size_t n, bool to_iov)
+/* Copy between a flat buffer and the iovec's bytes [pos, pos + n): 0, or
+ * -EFAULT for a buffer that cannot be the application's (gl_uacc.c: the
+ * data path's cheap check). */
+static int nk_gl_iov_copy(const struct iovec *iov, int iovcnt, size_t pos, uint8_t *flat,
+			  size_t n, bool to_iov)
 {
 	for (int i = 0; i < iovcnt && n > 0; i++) {
 		if (pos >= iov[i].iov_len) {
@@ -42,14 +44,15 @@ static void nk_gl_iov_copy(const struct iovec *iov, int iovcnt, size_t pos, uint
 		size_t k = iov[i].iov_len - pos;
 		if (k > n)
 			k = n;
-		if (to_iov)
-			memcpy((uint8_t *)iov[i].iov_base + pos, flat, k);
-		else
-			memcpy(flat, (uint8_t *)iov[i].iov_base + pos, k);
+		int e = to_iov ? nk_gl_ucopy_out((uint8_t *)iov[i].iov_base + pos, flat, k)
+			       : nk_gl_ucopy_in(flat, (uint8_t *)iov[i].iov_base + pos, k);
+		if (e < 0)
+			return e;
 		flat += k;
 		n -= k;
 		pos = 0;
 	}
+	return 0;
 }
 
 static int nk_gl_bad_err(struct nk_gl_sock *s)
@@ -120,7 +123,7 @@ static int nk_gl_send_check(struct nk_gl_sock *s, bool nonblock, const struct ti
 			return s->type == SOCK_DGRAM ? -EDESTADDRREQ : -EPIPE;
 		if (nonblock)
 			return -EAGAIN;
-		int w = nk_gl_wait(nk_gl_send_wakeup, s, dl, NULL, 0, NULL);
+		int w = nk_gl_wait_io(nk_gl_send_wakeup, s, dl);
 		if (w == 0)
 			return -EAGAIN;
 		if (w < 0)
@@ -143,7 +146,7 @@ static int nk_gl_tx_get(struct nk_gl_sock *s, bool nonblock, const struct timesp
 			return 0;
 		if (nonblock)
 			return -EAGAIN;
-		int w = nk_gl_wait(nk_gl_send_wakeup, s, dl, NULL, 0, NULL);
+		int w = nk_gl_wait_io(nk_gl_send_wakeup, s, dl);
 		if (w == 0)
 			return -EAGAIN;
 		if (w < 0)
@@ -187,13 +190,20 @@ ssize_t nk_gl_sendv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, i
 	 * send several datagrams. Larger ones fail explicitly. */
 	if (s->type == SOCK_DGRAM && (size_t)total > cs)
 		return -EMSGSIZE;
-	while (sent < (size_t)total) {
+	/* A zero-length datagram is still a datagram: one empty SEND. */
+	bool empty_dgram = s->type == SOCK_DGRAM && total == 0;
+	while (sent < (size_t)total || empty_dgram) {
 		uint32_t c;
+		empty_dgram = false;
 		e = nk_gl_tx_get(s, nonblock, dlp, &c);
 		if (e < 0)
 			break;
 		size_t n = (size_t)total - sent < cs ? (size_t)total - sent : cs;
-		nk_gl_iov_copy(iov, iovcnt, sent, nk_region_chunk(&nk_gl.reg, c), n, false);
+		e = nk_gl_iov_copy(iov, iovcnt, sent, nk_region_chunk(&nk_gl.reg, c), n, false);
+		if (e < 0) {
+			(void)nk_pool_put(&nk_gl.pool, c);
+			break;
+		}
 		e = nk_gl_tx_post(s, c, (uint32_t)n);
 		if (e < 0)
 			break;
@@ -204,7 +214,7 @@ ssize_t nk_gl_sendv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, i
 	 * is consumed. */
 	if (!sent && s->send_err && e == -s->send_err)
 		s->send_err = 0;
-	return sent ? (ssize_t)sent : (total ? e : 0);
+	return sent ? (ssize_t)sent : ((total || s->type == SOCK_DGRAM) ? e : 0);
 }
 
 ssize_t nk_gl_sendfile(struct nk_gl_sock *s, int in_fd, off_t *off, size_t count)
@@ -273,7 +283,8 @@ static int nk_gl_rx_take(struct nk_gl_sock *s, const struct iovec *iov, int iovc
 		struct nk_rxent e;
 		memcpy(&e, &sl->rx[pos & (NK_SOCK_RX_ENTRIES - 1)], sizeof(e));
 		if (e.type == NK_RX_DATA) {
-			if (*got >= want)
+			/* A datagram is read even into no room (and dropped). */
+			if (*got >= want && s->type != SOCK_DGRAM)
 				break;
 			if (e.val < rx_first || e.val >= nk_gl.nchunks || e.off > cs ||
 			    e.len > cs - e.off || (off >= e.len && e.len != 0)) {
@@ -284,11 +295,17 @@ static int nk_gl_rx_take(struct nk_gl_sock *s, const struct iovec *iov, int iovc
 			size_t n = e.len - off;
 			if (n > want - *got)
 				n = want - *got;
-			nk_gl_iov_copy(iov, iovcnt, *got,
-				       nk_region_chunk(&nk_gl.reg, e.val) + e.off + off, n, true);
+			if (nk_gl_iov_copy(iov, iovcnt, *got,
+					   nk_region_chunk(&nk_gl.reg, e.val) + e.off + off, n,
+					   true) < 0) {
+				ret = -EFAULT; /* entry left in place */
+				break;
+			}
 			*got += n;
 			off += (uint32_t)n;
 			if (s->type == SOCK_DGRAM) {
+				s->rx_dlen = e.len;
+				s->rx_trunc = n < e.len;
 				/* The sender sits in the chunk's header (nk_abi.h,
 				 * NK_DGRAM_HDR): copied; recvfrom validates it. */
 				memset(&s->rx_src, 0, sizeof(s->rx_src));
@@ -350,7 +367,7 @@ static int nk_gl_rx_take(struct nk_gl_sock *s, const struct iovec *iov, int iovc
 		if (nk_gl_post(&q) < 0)
 			break;
 	}
-	if (ret < 0 && ret != -EIO)
+	if (ret < 0 && ret != -EIO && ret != -EFAULT)
 		s->seen_err_seq = __atomic_load_n(&sl->err_seq, __ATOMIC_ACQUIRE);
 	return ret;
 }
@@ -378,7 +395,7 @@ ssize_t nk_gl_recvv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, i
 		return nk_gl_bad_err(s);
 	if (s->listening)
 		return -ENOTCONN;
-	if (want == 0)
+	if (want == 0 && s->type != SOCK_DGRAM)
 		return 0;
 	bool peek = flags & MSG_PEEK;
 	bool waitall = (flags & MSG_WAITALL) && !peek;
@@ -386,10 +403,15 @@ ssize_t nk_gl_recvv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, i
 	struct timespec dl;
 	const struct timespec *dlp = nk_gl_timeval_deadline(&s->rcvtimeo, &dl) ? &dl : NULL;
 	size_t got = 0;
+	s->rx_dlen = 0;
+	s->rx_trunc = false;
 	for (;;) {
 		int r = nk_gl_rx_take(s, iov, iovcnt, (size_t)want, peek, &got);
 		if (r < 0)
 			return got ? (ssize_t)got : r;
+		/* MSG_TRUNC on a datagram: its real length, as Linux UDP. */
+		if (r == 1 && s->type == SOCK_DGRAM && (flags & MSG_TRUNC))
+			return (ssize_t)s->rx_dlen;
 		if (r == 1 || (got && (!waitall || got == (size_t)want)))
 			return (ssize_t)got;
 		uint32_t st = __atomic_load_n(&s->slot->state, __ATOMIC_ACQUIRE);
@@ -408,7 +430,7 @@ ssize_t nk_gl_recvv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, i
 			return got ? (ssize_t)got : -ENOTCONN;
 		if (nonblock)
 			return got ? (ssize_t)got : -EAGAIN;
-		int w = nk_gl_wait(nk_gl_recv_wakeup, s, dlp, NULL, 0, NULL);
+		int w = nk_gl_wait_io(nk_gl_recv_wakeup, s, dlp);
 		if (w == 0)
 			return got ? (ssize_t)got : -EAGAIN;
 		if (w < 0)

@@ -17,15 +17,26 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+/* Copy a local value out to the caller's (val, *len), as getsockopt does:
+ * truncated to *len, *len set to what was written; EFAULT for bad pointers. */
+static int nk_gl_put_val(void *val, socklen_t *len, const void *v, socklen_t size)
+{
+	socklen_t ulen;
+	if (!len)
+		return -EINVAL;
+	if (nk_gl_copy_in(&ulen, len, sizeof(ulen)) < 0)
+		return -EFAULT;
+	if (ulen > 0x7fffffff)
+		return -EINVAL;
+	socklen_t n = ulen < size ? ulen : size;
+	if (val && nk_gl_copy_out(val, v, n) < 0)
+		return -EFAULT;
+	return nk_gl_copy_out(len, &n, sizeof(n));
+}
+
 static int nk_gl_put_int(void *val, socklen_t *len, int v)
 {
-	if (!len || *len > 0x7fffffff)
-		return -EINVAL;
-	socklen_t n = *len < sizeof(int) ? *len : sizeof(int);
-	if (val)
-		memcpy(val, &v, n);
-	*len = n;
-	return 0;
+	return nk_gl_put_val(val, len, &v, sizeof(v));
 }
 
 static int nk_gl_get_local(struct nk_gl_sock *s, int name, void *val, socklen_t *len)
@@ -55,13 +66,7 @@ static int nk_gl_get_local(struct nk_gl_sock *s, int name, void *val, socklen_t 
 	case SO_RCVTIMEO:
 	case SO_SNDTIMEO: {
 		struct timeval tv = name == SO_RCVTIMEO ? s->rcvtimeo : s->sndtimeo;
-		if (!len || *len > 0x7fffffff)
-			return -EINVAL;
-		socklen_t n = *len < sizeof(tv) ? *len : sizeof(tv);
-		if (val)
-			memcpy(val, &tv, n);
-		*len = n;
-		return 0;
+		return nk_gl_put_val(val, len, &tv, sizeof(tv));
 	}
 	}
 	return 1; /* not local */
@@ -76,12 +81,15 @@ int nk_gl_getsockopt(struct nk_gl_sock *s, int level, int name, void *val, sockl
 		if (r <= 0)
 			return r;
 	}
-	if (*len > 0x7fffffff)
+	socklen_t ulen;
+	if (nk_gl_copy_in(&ulen, len, sizeof(ulen)) < 0)
+		return -EFAULT;
+	if (ulen > 0x7fffffff)
 		return -EINVAL;
 	if (nk_gl_slot_bad(s))
 		return (s->corrupt || s->stale) ? -EIO : -ECONNRESET;
 	struct nk_nqe q = { .op = NK_OP_GETSOCKOPT, .sock = s->id, .chunk = NK_NO_CHUNK }, resp;
-	uint32_t want = *len, cs = nk_gl.reg.g.chunk_size;
+	uint32_t want = ulen, cs = nk_gl.reg.g.chunk_size;
 	q.arg.opt.level = level;
 	q.arg.opt.name = name;
 	q.arg.opt.vlen = want < NK_OPT_INLINE ? want : NK_OPT_INLINE;
@@ -100,11 +108,12 @@ int nk_gl_getsockopt(struct nk_gl_sock *s, int level, int name, void *val, sockl
 	if (e == 0 && (uint32_t)resp.result > asked)
 		e = -EIO; /* longer than the room we gave: protocol violation */
 	if (e == 0) {
-		uint32_t n = (uint32_t)resp.result;
-		if (val)
-			memcpy(val, chunk != NK_NO_CHUNK ? nk_region_chunk(&nk_gl.reg, chunk)
-							 : resp.arg.opt.val, n);
-		*len = n;
+		socklen_t n = (socklen_t)resp.result;
+		if (val && nk_gl_copy_out(val, chunk != NK_NO_CHUNK ? nk_region_chunk(&nk_gl.reg, chunk)
+								    : resp.arg.opt.val, n) < 0)
+			e = -EFAULT;
+		else if (nk_gl_copy_out(len, &n, sizeof(n)) < 0)
+			e = -EFAULT;
 	}
 	/* The chunk came back with the completion (or never left us). */
 	if (chunk != NK_NO_CHUNK && (e != -ECONNRESET || nk_gl.state == NK_GL_ATTACHED))
@@ -117,7 +126,8 @@ static int nk_gl_set_timeo(struct timeval *dst, const void *val, socklen_t len)
 	struct timeval tv;
 	if (!val || len < sizeof(tv))
 		return -EINVAL;
-	memcpy(&tv, val, sizeof(tv));
+	if (nk_gl_copy_in(&tv, val, sizeof(tv)) < 0)
+		return -EFAULT;
 	if (tv.tv_usec < 0 || tv.tv_usec >= 1000000)
 		return -EDOM;
 	if (tv.tv_sec < 0)
@@ -145,8 +155,8 @@ int nk_gl_setsockopt(struct nk_gl_sock *s, int level, int name, const void *val,
 	q.arg.opt.level = level;
 	q.arg.opt.name = name;
 	q.arg.opt.vlen = len;
-	if (len)
-		memcpy(q.arg.opt.val, val, len);
+	if (len && nk_gl_copy_in(q.arg.opt.val, val, len) < 0)
+		return -EFAULT;
 	int e = nk_gl_request(&q, &resp);
 	if (e == 0 && resp.result < 0)
 		e = resp.result > -4096 ? resp.result : -EIO;
@@ -164,7 +174,7 @@ int nk_gl_getname(struct nk_gl_sock *s, bool peer, struct sockaddr *sa, socklen_
 	memcpy(&a, peer ? &s->slot->peer : &s->slot->local, sizeof(a));
 	if (peer && a.family == 0)
 		return -ENOTCONN;
-	return nk_gl_addr_to_sa(s, &a, sa, len);
+	return nk_gl_addr_to_sa(s, &a, sa, len, false);
 }
 
 int nk_gl_fcntl(struct nk_gl_sock *s, int fd, int cmd, unsigned long arg)
@@ -177,8 +187,17 @@ int nk_gl_fcntl(struct nk_gl_sock *s, int fd, int cmd, unsigned long arg)
 		s->nonblock = (arg & O_NONBLOCK) != 0;
 		s->ev_seq++;
 		return 0;
+	case F_GETFD:
+		return nk_gl_fd_cloexec(fd) ? FD_CLOEXEC : 0;
+	case F_SETFD:
+		/* The reserved fd stays close-on-exec whatever the app asks: an
+		 * exec'd program must never inherit it as a plain eventfd
+		 * (it would read and write the counter, silently). The app's
+		 * view is kept in the fd table. */
+		nk_gl_fd_set_cloexec(fd, (arg & FD_CLOEXEC) != 0);
+		return 0;
 	default: {
-		/* F_GETFD/F_SETFD and the rest act on the reserved fd itself. */
+		/* The rest act on the reserved fd itself. */
 		int r = REAL(fcntl)(fd, cmd, arg);
 		return r < 0 ? -errno : r;
 	}

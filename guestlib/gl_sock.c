@@ -48,13 +48,16 @@ void nk_gl_slot_unlock(struct nk_sock_slot *sl)
 /* ---- addresses ---- */
 
 int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len,
-		     struct nk_addr *out)
+		     struct nk_addr *out, bool hot)
 {
+	int (*cp_in)(void *, const void *, size_t) = hot ? nk_gl_ucopy_in : nk_gl_copy_in;
 	memset(out, 0, sizeof(*out));
 	if (!sa || len < (socklen_t)sizeof(sa_family_t))
 		return -EINVAL;
 	sa_family_t fam;
-	memcpy(&fam, sa, sizeof(fam)); /* the caller's buffer may be unaligned */
+	/* The caller's buffer may be unaligned, or not mapped (EFAULT). */
+	if (cp_in(&fam, sa, sizeof(fam)) < 0)
+		return -EFAULT;
 	if (fam == AF_INET) {
 		struct sockaddr_in in;
 		if (len < (socklen_t)sizeof(in))
@@ -62,7 +65,8 @@ int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, sock
 		/* An AF_INET6 socket accepts AF_INET only as ::ffff:a.b.c.d. */
 		if (s->domain != AF_INET)
 			return -EAFNOSUPPORT;
-		memcpy(&in, sa, sizeof(in));
+		if (cp_in(&in, sa, sizeof(in)) < 0)
+			return -EFAULT;
 		out->family = AF_INET;
 		out->port = in.sin_port;
 		memcpy(out->addr, &in.sin_addr, 4);
@@ -75,7 +79,8 @@ int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, sock
 			return -EINVAL;
 		if (s->domain != AF_INET6)
 			return -EAFNOSUPPORT;
-		memcpy(&in6, sa, len < (socklen_t)sizeof(in6) ? len : sizeof(in6));
+		if (cp_in(&in6, sa, len < (socklen_t)sizeof(in6) ? len : sizeof(in6)) < 0)
+			return -EFAULT;
 		out->family = AF_INET6;
 		out->port = in6.sin6_port;
 		out->flowinfo = in6.sin6_flowinfo;
@@ -90,13 +95,17 @@ int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, sock
  * Converts between the families so an AF_INET6 socket sees v4-mapped
  * addresses and an AF_INET socket plain ones. */
 int nk_gl_addr_to_sa(const struct nk_gl_sock *s, const struct nk_addr *a,
-		     struct sockaddr *sa, socklen_t *len)
+		     struct sockaddr *sa, socklen_t *len, bool hot)
 {
+	int (*cp_in)(void *, const void *, size_t) = hot ? nk_gl_ucopy_in : nk_gl_copy_in;
+	int (*cp_out)(void *, const void *, size_t) = hot ? nk_gl_ucopy_out : nk_gl_copy_out;
 	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	union { struct sockaddr_in in; struct sockaddr_in6 in6; } u;
-	socklen_t n;
+	socklen_t n, ulen;
 
-	if (*len > 0x7fffffff) /* negative int in disguise */
+	if (cp_in(&ulen, len, sizeof(ulen)) < 0)
+		return -EFAULT;
+	if (ulen > 0x7fffffff) /* negative int in disguise */
 		return -EINVAL;
 	memset(&u, 0, sizeof(u));
 	if (a->family != AF_INET && a->family != AF_INET6 && a->family != 0)
@@ -127,10 +136,10 @@ int nk_gl_addr_to_sa(const struct nk_gl_sock *s, const struct nk_addr *a,
 		}
 		n = sizeof(u.in6);
 	}
-	if (sa)
-		memcpy(sa, &u, *len < n ? *len : n);
-	*len = n; /* as the kernel: the full length, even when truncated */
-	return 0;
+	if (sa && cp_out(sa, &u, ulen < n ? ulen : n) < 0)
+		return -EFAULT;
+	/* as the kernel: the full length, even when truncated */
+	return cp_out(len, &n, sizeof(n));
 }
 
 /* ---- socket ---- */
@@ -171,6 +180,7 @@ int nk_gl_socket(int domain, int type, int protocol)
 		goto out;
 	}
 	s->nonblock = (flags & SOCK_NONBLOCK) != 0;
+	nk_gl_fd_set_cloexec(fd, (flags & SOCK_CLOEXEC) != 0);
 	e = fd;
 out:
 	nk_gl_unlock();
@@ -195,7 +205,7 @@ static int nk_gl_sock_op(struct nk_gl_sock *s, struct nk_nqe *q, struct nk_nqe *
 int nk_gl_bind(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len)
 {
 	struct nk_nqe q = { .op = NK_OP_BIND }, resp;
-	int e = nk_gl_sa_to_addr(s, sa, len, &q.arg.addr);
+	int e = nk_gl_sa_to_addr(s, sa, len, &q.arg.addr, false);
 	if (e < 0)
 		return e;
 	e = nk_gl_sock_op(s, &q, &resp);
@@ -235,7 +245,7 @@ int nk_gl_connect(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len
 			return -EALREADY;
 	} else {
 		struct nk_nqe q = { .op = NK_OP_CONNECT, .sock = s->id, .chunk = NK_NO_CHUNK };
-		int e = nk_gl_sa_to_addr(s, sa, len, &q.arg.addr);
+		int e = nk_gl_sa_to_addr(s, sa, len, &q.arg.addr, false);
 		if (e < 0)
 			return e;
 		/* Always asynchronous underneath: a blocking connect that is
@@ -266,7 +276,7 @@ int nk_gl_connect(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len
 	}
 	struct timespec dl;
 	bool has_dl = nk_gl_timeval_deadline(&s->sndtimeo, &dl);
-	int w = nk_gl_wait(nk_gl_conn_settled, s, has_dl ? &dl : NULL, NULL, 0, NULL);
+	int w = nk_gl_wait_io(nk_gl_conn_settled, s, has_dl ? &dl : NULL);
 	if (w == 0)
 		return -EINPROGRESS; /* SO_SNDTIMEO expired, as Linux */
 	if (w < 0)
@@ -338,8 +348,8 @@ int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int 
 {
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
 		return -EINVAL;
-	if (!s->listening)
-		return -EINVAL;
+	if (!s->listening || s->shut_rd)
+		return -EINVAL; /* a listener shut down accepts no more, as Linux */
 	if (sa && (!len || *len > 0x7fffffff))
 		return -EINVAL;
 	struct timespec dl;
@@ -367,10 +377,11 @@ int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int 
 			}
 			c->conn = NK_GL_CONN_DONE;
 			c->nonblock = (flags & SOCK_NONBLOCK) != 0;
+			nk_gl_fd_set_cloexec(fd, (flags & SOCK_CLOEXEC) != 0);
 			if (sa) {
 				struct nk_addr peer;
 				memcpy(&peer, &c->slot->peer, sizeof(peer));
-				if (nk_gl_addr_to_sa(c, &peer, sa, len) < 0)
+				if (nk_gl_addr_to_sa(c, &peer, sa, len, false) < 0)
 					*len = 0; /* garbage peer: report none rather than lie */
 			}
 			return fd;
@@ -382,7 +393,7 @@ int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int 
 			return (int)id;
 		if (s->nonblock)
 			return -EAGAIN;
-		int w = nk_gl_wait(nk_gl_rx_nonempty, s, has_dl ? &dl : NULL, NULL, 0, NULL);
+		int w = nk_gl_wait_io(nk_gl_rx_nonempty, s, has_dl ? &dl : NULL);
 		if (w == 0)
 			return -EAGAIN;
 		if (w < 0)

@@ -31,8 +31,12 @@
  *   - fork(): the child closes the parent's control connection and doorbells
  *     and re-attaches on its next socket(); sockets inherited from the parent
  *     fail with EIO (protocol gap, see the report) but can be closed.
- *   - A blocking call interrupted by a signal returns EINTR (as without
- *     SA_RESTART); a blocking connect interrupted keeps connecting.
+ *   - A blocking send/recv/accept/connect interrupted by a signal restarts
+ *     when every handler that could have run has SA_RESTART and the socket
+ *     has no timeout (Linux's rule; GuestLib cannot tell which signal came,
+ *     so a mix of handlers with and without SA_RESTART gives EINTR);
+ *     poll/select/epoll_wait always return EINTR, as in Linux. A blocking
+ *     connect interrupted keeps connecting.
  *   - The CoreEngine going away (control socket EOF) makes every NetKernel
  *     call fail with ECONNRESET instead of hanging.
  *   - UDP: one rx DATA entry is one datagram (a read returns one, the part
@@ -41,7 +45,13 @@
  *     connected peer; sendto/sendmsg pass their destination in the SEND's
  *     arg.addr; send without one on an unconnected UDP socket fails
  *     EDESTADDRREQ; datagrams larger than one chunk (minus the header on
- *     receive) fail EMSGSIZE (one SEND = one datagram).
+ *     receive) fail EMSGSIZE (one SEND = one datagram); a zero-length
+ *     datagram is one empty SEND / DATA entry; MSG_TRUNC as Linux UDP.
+ *   - Application pointers are copied through gl_uacc.c: EFAULT for any bad
+ *     pointer on the control path, for NULL-page/non-user ones on the data
+ *     path (a full check costs more than the copy);
+ *     name resolution is GuestLib's (gl_dns.c), since glibc's resolver calls
+ *     its socket functions internally, out of LD_PRELOAD's reach.
  */
 #ifndef NK_GL_H
 #define NK_GL_H
@@ -77,7 +87,9 @@
 	X(ppoll) X(select) X(pselect) X(epoll_create) X(epoll_create1)         \
 	X(epoll_ctl) X(epoll_wait) X(epoll_pwait) X(dup) X(dup2) X(dup3)       \
 	X(sendfile) X(sendfile64) X(__read_chk) X(__recv_chk)                  \
-	X(__recvfrom_chk) X(__poll_chk) X(__ppoll_chk) X(eventfd)
+	X(__recvfrom_chk) X(__poll_chk) X(__ppoll_chk) X(eventfd)              \
+	X(sendmmsg) X(recvmmsg) X(getaddrinfo) X(gethostbyname)                \
+	X(gethostbyname2) X(gethostbyname_r) X(gethostbyname2_r)
 
 enum nk_gl_sym {
 #define NK_GL_ENUM(fn) NK_GL_SYM_##fn,
@@ -140,6 +152,8 @@ struct nk_gl_sock {
 	struct timeval rcvtimeo, sndtimeo;
 	struct nk_gl_req conn_req;
 	struct nk_addr rx_src;    /* datagram: sender of the last one read (copied) */
+	uint32_t rx_dlen;         /* datagram: full length of the last one read */
+	bool rx_trunc;            /* datagram: the last read dropped bytes (MSG_TRUNC) */
 	struct nk_addr tx_dest;   /* datagram: destination of the send in progress */
 	bool tx_dest_set;
 };
@@ -188,6 +202,10 @@ int nk_gl_protect_fd(int fd);           /* move an internal fd off `fd` */
 struct nk_gl_sock *nk_gl_fd_peek(int fd);        /* lock-free */
 int nk_gl_fd_set(int fd, struct nk_gl_sock *s);  /* under lock */
 void nk_gl_fd_clear(int fd);                     /* under lock */
+/* FD_CLOEXEC as the application sees it (the reserved fd itself is always
+ * close-on-exec); under lock. */
+bool nk_gl_fd_cloexec(int fd);
+void nk_gl_fd_set_cloexec(int fd, bool on);
 void nk_gl_fd_mark_stale(void);                  /* fork child, no channel */
 void nk_gl_fd_fork_keep(void);                   /* fork child, own channel */
 /** Look up fd; if NetKernel: lock taken, reference held, returns it. NULL:
@@ -213,9 +231,20 @@ uint64_t nk_gl_cookie(void);
  *  -ECONNRESET if the CoreEngine is gone. */
 int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline,
 	       struct pollfd *kfds, nfds_t nk, const sigset_t *sigmask);
+/** nk_gl_wait for a blocking socket call (no kernel fds): a signal whose
+ *  handler has SA_RESTART restarts the wait, as Linux restarts the call. */
+int nk_gl_wait_io(bool (*check)(void *), void *arg, const struct timespec *deadline);
 void nk_gl_deadline(struct timespec *dl, long ms);     /* now + ms */
 bool nk_gl_timeval_deadline(const struct timeval *tv, struct timespec *dl);
 bool nk_gl_slot_bad(struct nk_gl_sock *s);       /* corrupt/stale checks */
+
+/* gl_uacc.c: the application's pointers, EFAULT instead of SIGSEGV.
+ * copy_*: checked by the kernel (control path); ucopy_*: arithmetic check
+ * only, memcpy speed (data path). */
+int nk_gl_copy_in(void *dst, const void *usrc, size_t n);
+int nk_gl_copy_out(void *udst, const void *src, size_t n);
+int nk_gl_ucopy_in(void *dst, const void *usrc, size_t n);
+int nk_gl_ucopy_out(void *udst, const void *src, size_t n);
 
 /* gl_sock.c: control path */
 int nk_gl_socket(int domain, int type, int protocol);
@@ -224,10 +253,11 @@ int nk_gl_listen(struct nk_gl_sock *s, int backlog);
 int nk_gl_connect(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len);
 int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int flags);
 int nk_gl_shutdown(struct nk_gl_sock *s, int how);
+/* hot: a per-datagram address (sendto/recvfrom): cheap pointer check */
 int nk_gl_sa_to_addr(const struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len,
-		     struct nk_addr *out);
+		     struct nk_addr *out, bool hot);
 int nk_gl_addr_to_sa(const struct nk_gl_sock *s, const struct nk_addr *a,
-		     struct sockaddr *sa, socklen_t *len);
+		     struct sockaddr *sa, socklen_t *len, bool hot);
 void nk_gl_slot_lock(struct nk_sock_slot *sl);
 void nk_gl_slot_unlock(struct nk_sock_slot *sl);
 

@@ -59,6 +59,14 @@ struct nk_sl_txq {
 	uint8_t kind;
 };
 
+/* Guest loopback (nk_sl_ops.c): 127.0.0.0/8, ::ffff:127.0.0.0/104 and ::1
+ * of a guest are its VM's own address here; a socket bound there is marked
+ * `loop` and only talks to the VM's own address. */
+struct nk_sl_vm;
+bool nk_sl_loop_dest(const struct nk_sl_vm *v, struct nk_addr *a);
+bool nk_sl_loop_peer_ok(const struct nk_sl_vm *v, const struct nk_addr *a);
+void nk_sl_loop_report(const struct nk_sl_vm *v, struct nk_addr *a);
+
 struct nk_sl_sock {
 	uint32_t id;
 	uint16_t vm;
@@ -103,6 +111,7 @@ struct nk_sl_sock {
 	bool has_next;        /* a RESUME arrived while the last one drains: */
 	uint32_t next_leg;    /* that leg (internal socket) and its offset,  */
 	uint64_t next_off;    /* linked when the current swap completes      */
+	bool loop;            /* bound to the guest's loopback (nk_sl_loop_*) */
 	bool wr_shut;         /* the application shut its write side */
 	bool tx_fin_sent;     /* ... and the current write leg carries it */
 };

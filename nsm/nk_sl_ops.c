@@ -91,13 +91,89 @@ static void vm_sa(const struct nk_sl_vm *v, int domain, uint16_t port,
 	nk_sl_addr_to_sa(&a, ss, len);
 }
 
+/* ---- guest loopback ----
+ *
+ * A guest's 127.0.0.0/8 (and ::1, ::ffff:127.0.0.0/104) is its VM's own
+ * address in this namespace: connect/sendto there reach the VM's own
+ * sockets, which is what a listener on 0.0.0.0 (= the VM's address) needs
+ * to be reachable as localhost. Sockets bound to a loopback address are
+ * marked `loop`: they accept connections and datagrams only from the VM's
+ * own address, so neither the network nor another VM (another address)
+ * reaches them, and the guest sees 127.0.0.1 for the VM's address on them. */
+
+static bool is_loop(const struct nk_addr *a)
+{
+	static const uint8_t v6lo[16] = { [15] = 1 };
+	if (a->family == AF_INET)
+		return a->addr[0] == 127;
+	if (a->family == AF_INET6)
+		return !memcmp(a->addr, v6lo, 16) ||
+		       (!memcmp(a->addr, v4mapped_prefix, 12) && a->addr[12] == 127);
+	return false;
+}
+
+static bool is_vm_addr(const struct nk_sl_vm *v, const struct nk_addr *a)
+{
+	if (a->family == AF_INET)
+		return !memcmp(a->addr, v->ipv4, 4);
+	return a->family == AF_INET6 && !memcmp(a->addr, v4mapped_prefix, 12) &&
+	       !memcmp(a->addr + 12, v->ipv4, 4);
+}
+
+/* A VM without an address, or whose address is itself a loopback one (a
+ * test without a network), has no separate loopback: 127.x stays 127.x. */
+static bool vm_has_loop(const struct nk_sl_vm *v)
+{
+	return memcmp(v->ipv4, "\0\0\0\0", 4) != 0 && v->ipv4[0] != 127;
+}
+
+bool nk_sl_loop_dest(const struct nk_sl_vm *v, struct nk_addr *a)
+{
+	if (!is_loop(a) || !vm_has_loop(v))
+		return false;
+	if (a->family == AF_INET) {
+		memcpy(a->addr, v->ipv4, 4);
+	} else {
+		memcpy(a->addr, v4mapped_prefix, 12);
+		memcpy(a->addr + 12, v->ipv4, 4);
+	}
+	return true;
+}
+
+bool nk_sl_loop_peer_ok(const struct nk_sl_vm *v, const struct nk_addr *a)
+{
+	/* only called for loop sockets, which exist only when vm_has_loop */
+	return is_vm_addr(v, a);
+}
+
+/* The VM's address as a loop socket's guest sees it: 127.0.0.1. */
+void nk_sl_loop_report(const struct nk_sl_vm *v, struct nk_addr *a)
+{
+	if (!is_vm_addr(v, a))
+		return;
+	if (a->family == AF_INET) {
+		static const uint8_t lo[4] = { 127, 0, 0, 1 };
+		memcpy(a->addr, lo, 4);
+	} else {
+		a->addr[12] = 127;
+		a->addr[13] = a->addr[14] = 0;
+		a->addr[15] = 1;
+	}
+}
+
 /* Guest bind address -> what we really bind: only the VM's own address (or
- * the wildcard, which means the VM's address) is allowed. */
+ * the wildcard, which means the VM's address) is allowed, and the guest's
+ * loopback (the VM's address too, *loop set). */
 static int translate_bind(const struct nk_sl_vm *v, const struct nk_addr *in,
-			  struct sockaddr_storage *ss, socklen_t *len)
+			  struct sockaddr_storage *ss, socklen_t *len, bool *loop)
 {
 	static const uint8_t zero[16];
-	if (in->family == AF_INET) {
+	*loop = is_loop(in) && vm_has_loop(v);
+	if (*loop) {
+		/* ::1 on an AF_INET6 socket: the VM has no IPv6 address. */
+		if (in->family == AF_INET6 && memcmp(in->addr, v4mapped_prefix, 12) != 0)
+			return -EADDRNOTAVAIL;
+	} else if (in->family == AF_INET) {
 		if (memcmp(in->addr, zero, 4) != 0 && memcmp(in->addr, v->ipv4, 4) != 0)
 			return -EADDRNOTAVAIL;
 	} else if (in->family == AF_INET6) {
@@ -294,13 +370,40 @@ static void op_bind(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe 
 	struct sockaddr_storage ss;
 	socklen_t len;
 	struct nk_nqe c = *req;
-	int r = translate_bind(sl->vms[s->vm], &req->arg.addr, &ss, &len);
+	bool loop = false;
+	int r = translate_bind(sl->vms[s->vm], &req->arg.addr, &ss, &len, &loop);
+	bool v6only_any = false;
+	if (r == 0 && req->arg.addr.family == AF_INET6 &&
+	    !memcmp(req->arg.addr.addr, (const uint8_t[16]){ 0 }, 16)) {
+		int on = 0;
+		socklen_t ol = sizeof(on);
+		if (sl->ops->getsockopt(sl->st, s->h, IPPROTO_IPV6, IPV6_V6ONLY, &on, &ol) == 0 && on) {
+			/* An IPv6-only wildcard (nginx's "listen [::]" next to
+			 * "listen 80"): the VM has no IPv6 address, so it may bind
+			 * but must never receive. Bound to [::1]:0, a port no
+			 * client is told about; the guest sees [::]:its port. */
+			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+			memset(in6, 0, sizeof(*in6));
+			in6->sin6_family = AF_INET6;
+			in6->sin6_addr = in6addr_loopback;
+			len = sizeof(*in6);
+			v6only_any = true;
+		}
+	}
 	if (r == 0)
 		r = sl->ops->bind(sl->st, s->h, (struct sockaddr *)&ss, len, false);
 	if (r == 0) {
 		s->bound = true;
+		s->loop = loop;
 		if (sl->ops->getsockname(sl->st, s->h, &ss, &len) == 0)
 			nk_sl_addr_from_sa(&c.arg.addr, &ss);
+		if (loop)
+			nk_sl_loop_report(sl->vms[s->vm], &c.arg.addr);
+		if (v6only_any) {
+			c.arg.addr = req->arg.addr; /* [::]:port as asked */
+			if (c.arg.addr.port == 0) /* some port: report the real one */
+				c.arg.addr.port = ((struct sockaddr_in6 *)&ss)->sin6_port;
+		}
 		nk_sl_sock_update(sl, s); /* a bound UDP socket starts receiving */
 	}
 	nk_sl_complete(sl, &c, r);
@@ -336,8 +439,13 @@ static void op_connect(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_n
 		r = -EISCONN;
 	else if (s->state == NK_SLS_LISTENING)
 		r = -EINVAL;
+	struct nk_addr to = req->arg.addr;
+	bool loop = nk_sl_loop_dest(sl->vms[s->vm], &to);
+	if (r == 0 && to.family == AF_INET6 && memcmp(to.addr, v4mapped_prefix, 12) != 0 &&
+	    memcmp(to.addr, (const uint8_t[16]){ 0 }, 16) != 0)
+		r = -ENETUNREACH; /* the VM has no IPv6 address nor route */
 	if (r == 0)
-		r = nk_sl_addr_to_sa(&req->arg.addr, &ss, &len);
+		r = nk_sl_addr_to_sa(&to, &ss, &len);
 	if (r == 0)
 		r = nk_sl_autobind(sl, s, true);
 	if (r == 0)
@@ -363,6 +471,8 @@ static void op_connect(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_n
 			s->tx_err = 0;
 		if (sl->ops->getsockname(sl->st, s->h, &ss, &len) == 0)
 			nk_sl_addr_from_sa(&c.arg.addr, &ss);
+		if (loop || s->loop)
+			nk_sl_loop_report(sl->vms[s->vm], &c.arg.addr);
 		nk_sl_sock_update(sl, s);
 	}
 	nk_sl_complete(sl, &c, r);

@@ -93,6 +93,8 @@ void nk_sl_sess_accepted(struct nk_sl *sl, struct nk_sl_sock *lis, struct nk_sl_
 {
 	ns->listener = lis->id;
 	nk_sl_addr_from_sa(&ns->peer, peer);
+	if (ns->loop)
+		nk_sl_loop_report(sl->vms[ns->vm], &ns->peer);
 	if (lis->sess_listen) {
 		ns->internal = true;
 		ns->hin_want = NK_SESS_NEW; /* a RESUME, in fact */

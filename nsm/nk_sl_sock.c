@@ -251,8 +251,10 @@ static void tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
 			if (!s->stream)
 				break; /* one datagram per SEND */
 		}
-		if (!s->stream && e->req.arg.addr.family != 0 &&
-		    nk_sl_addr_to_sa(&e->req.arg.addr, &to, &tolen) < 0)
+		struct nk_addr dest = e->req.arg.addr;
+		if (!s->stream)
+			(void)nk_sl_loop_dest(v, &dest); /* the guest's loopback */
+		if (!s->stream && dest.family != 0 && nk_sl_addr_to_sa(&dest, &to, &tolen) < 0)
 			tolen = 0;
 		ssize_t w = sl->ops->sendv(sl->st, th, iov, n,
 					   tolen ? (struct sockaddr *)&to : NULL, tolen);
@@ -332,10 +334,28 @@ static void accept_one(struct nk_sl *sl, struct nk_sl_sock *s, bool *again)
 	int r = sl->ops->accept(sl->st, s->h, ns->id, &nh, &peer, &plen);
 	if (r < 0) {
 		sock_release(sl, ns);
+		if (r == -EINVAL) {
+			/* The guest shut the listener down: it accepts no more
+			 * (as Linux, whose accept then fails EINVAL). */
+			s->rx_stop = true;
+			return;
+		}
 		if (r != -EAGAIN && r != -ECONNABORTED)
 			nk_sl_log(sl, "accept on socket %u: %s", s->id, strerror(-r));
 		*again = r == -ECONNABORTED;
 		return;
+	}
+	if (s->loop) {
+		/* A listener on the guest's loopback: only the VM itself. */
+		struct nk_addr pa;
+		nk_sl_addr_from_sa(&pa, &peer);
+		if (!nk_sl_loop_peer_ok(sl->vms[s->vm], &pa)) {
+			sock_release(sl, ns);
+			sl->ops->close(sl->st, nh, true);
+			*again = true;
+			return;
+		}
+		ns->loop = true;
 	}
 	ns->h = nh;
 	ns->stream = true;
@@ -474,6 +494,12 @@ static bool rx_pump(struct nk_sl *sl, struct nk_sl_sock *s)
 				struct nk_addr src = { 0 };
 				if (flen)
 					nk_sl_addr_from_sa(&src, &from);
+				if (s->loop && !nk_sl_loop_peer_ok(v, &src)) {
+					stash_put(v, chunk); /* not from the VM itself */
+					continue;
+				}
+				if (s->loop)
+					nk_sl_loop_report(v, &src);
 				uint8_t *h = nk_region_chunk(&v->reg, chunk);
 				memset(h, 0, NK_DGRAM_HDR);
 				memcpy(h, &src, sizeof(src));
@@ -661,8 +687,12 @@ void nk_sl_sock_event(void *arg, uint32_t id, uint32_t events)
 		if (r == 0) {
 			struct sockaddr_storage ss;
 			socklen_t l;
+			struct nk_addr to = c.arg.addr; /* where the guest connected */
+			bool loop = nk_sl_loop_dest(sl->vms[s->vm], &to) || s->loop;
 			if (sl->ops->getsockname(sl->st, s->h, &ss, &l) == 0)
 				nk_sl_addr_from_sa(&c.arg.addr, &ss);
+			if (loop)
+				nk_sl_loop_report(sl->vms[s->vm], &c.arg.addr);
 		} else if (s->stream) {
 			s->tx_err = r;
 		}

@@ -10,20 +10,56 @@
  * Sets LD_PRELOAD to GuestLib (found next to this binary, ../lib), NK_VM and
  * NK_CTL, optionally enters a network namespace, then execs CMD. Any
  * LD_PRELOAD already set is kept after GuestLib; $NK_PRELOAD_EXTRA (e.g. the
- * ASan runtime) goes first.
+ * ASan runtime) goes first. Like `ip netns exec`, a namespace's files in
+ * /etc/netns/NS (resolv.conf, hosts) are bind-mounted over /etc in a
+ * private mount namespace, so a guest namespace can have its own resolver.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <dirent.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "nk_ctl.h"
+
+/* /etc/netns/NS/FILE over /etc/FILE, as iproute2's netns exec does; a
+ * failure is reported and fatal (a guest with the host's resolver would
+ * silently resolve through the wrong server). 0 when nothing to do. */
+static int nkrun_etc_netns(const char *netns)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "/etc/netns/%s", netns);
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	if (unshare(CLONE_NEWNS) < 0 || mount("", "/", "none", MS_SLAVE | MS_REC, NULL) < 0) {
+		fprintf(stderr, "nkrun: cannot make a mount namespace for %s: %s\n", dir, strerror(errno));
+		closedir(d);
+		return -1;
+	}
+	struct dirent *e;
+	int rc = 0;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char src[PATH_MAX + 256], dst[300];
+		snprintf(src, sizeof(src), "%s/%s", dir, e->d_name);
+		snprintf(dst, sizeof(dst), "/etc/%s", e->d_name);
+		if (mount(src, dst, "none", MS_BIND, NULL) < 0) {
+			fprintf(stderr, "nkrun: bind %s on %s: %s\n", src, dst, strerror(errno));
+			rc = -1;
+		}
+	}
+	closedir(d);
+	return rc;
+}
 
 static void usage(FILE *f)
 {
@@ -127,6 +163,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		close(fd);
+		if (nkrun_etc_netns(netns) < 0)
+			return 2;
 	}
 	execvp(argv[i], &argv[i]);
 	fprintf(stderr, "nkrun: cannot run %s: %s\n", argv[i], strerror(errno));

@@ -10,7 +10,7 @@
 # contain PATTERN are not run and not listed.
 #
 # Writes results/compat/summary.json: [{program, case, passed, reason?,
-# seconds}], only rows run in this invocation; a missing program is
+# detail? (what the program reported), seconds}], only rows run in this invocation; a missing program is
 # passed=false, reason "not installed". Prints PASS/FAIL per row and
 # `N passed, N failed`; exits 0 (this is a report; `make test` is the gate).
 # Peers and checkers live in helpers.py; table.py renders the summary as a
@@ -36,6 +36,7 @@ npass=0 nfail=0
 # NSM namespace is left alone (the NSM lives there).
 row_cleanup() {
 	local ns p
+	rm -rf "/etc/netns/$(tb_ns guest)" # dns_curl's resolver configuration
 	for ns in guest remote; do
 		tb__kill_ns_pids "$(tb_ns "$ns")"
 	done
@@ -70,12 +71,16 @@ row() {
 	row_cleanup
 	t1=$(date +%s.%N)
 	[ $ok = 1 ] || { reason=$(head -c 300 "$D/reason" | tr '\n"\\' '  /' | sed 's/ *$//'); [ -n "$reason" ] || reason="failed (no reason recorded)"; }
-	$PY - "$ROWS" "$prog" "$case" "$ok" "$reason" "$t0" "$t1" <<'EOF'
+	local detail
+	detail=$(head -c 200 "$D/note" 2>/dev/null | tr '\n' ' ' | sed 's/ *$//')
+	$PY - "$ROWS" "$prog" "$case" "$ok" "$reason" "$t0" "$t1" "$detail" <<'EOF'
 import json, sys
-path, prog, case, ok, reason, t0, t1 = sys.argv[1:]
+path, prog, case, ok, reason, t0, t1, detail = sys.argv[1:]
 r = {"program": prog, "case": case, "passed": ok == "1"}
 if ok != "1":
     r["reason"] = reason
+elif detail:
+    r["detail"] = detail
 r["seconds"] = round(float(t1) - float(t0), 1)
 open(path, "a").write(json.dumps(r) + "\n")
 EOF
@@ -114,7 +119,7 @@ iperf_tcp_client() { iperf_guest_client tcp; }
 iperf_rev() { iperf_guest_client tcp -R; }
 iperf_par4() { iperf_guest_client par4 -P 4; }
 iperf_bidir() { iperf_guest_client bidir --bidir; }
-iperf_udp() { iperf_guest_client udp -u -b 50M; }
+iperf_udp() { iperf_guest_client udp -u -b 200M; }
 iperf_udp_rev() { iperf_guest_client udp -u -b 50M -R; }
 iperf_udp_server() {
 	local spid rc=0 res
@@ -129,26 +134,63 @@ iperf_udp_server() {
 	tb_wait_pid "$spid" 15 || { why "guest iperf3 -s -1 exited $?"; return 1; }
 	note "${res#OK }"
 }
+# IPS_ANY=1: no -B, iperf3's default listener (AF_INET6 [::], dual stack).
 iperf_tcp_server() {
-	local spid rc=0 res
-	tb_guest_bg "$D/ips.json" iperf3 -s -1 -B 10.77.0.11 -p 5202 -J >/dev/null
+	local spid rc=0 res port=${IPS_PORT:-5202} bind=(-B 10.77.0.11)
+	[ "${IPS_ANY:-0}" = 1 ] && bind=()
+	tb_guest_bg "$D/ips.json" iperf3 -s -1 "${bind[@]+"${bind[@]}"}" -p "$port" -J >/dev/null
 	spid=$TB_LAST_PID
-	tb_wait_listen nsm 5202 15 || { why "guest iperf3 -s not listening: $(tailof "$D/ips.json")"; return 1; }
-	tb_exec remote iperf3 -c 10.77.0.11 -p 5202 -t 3 -J >"$D/ipc.json" 2>&1 || rc=$?
+	tb_wait_listen nsm "$port" 15 || { why "guest iperf3 -s not listening: $(tailof "$D/ips.json")"; return 1; }
+	tb_exec remote iperf3 -c 10.77.0.11 -p "$port" -t 3 -J >"$D/ipc.json" 2>&1 || rc=$?
 	res=$($PY "$H" iperf "$D/ipc.json" tcp) || { why "remote client: ${res#FAIL }"; return 1; }
 	tb_wait_pid "$spid" 15 || { why "guest iperf3 -s -1 exited $?"; return 1; }
 	$PY "$H" iperf "$D/ips.json" server >/dev/null || { why "guest server: $($PY "$H" iperf "$D/ips.json" server)"; return 1; }
 	note "${res#OK }"
 }
 
+iperf_tcp_server_any() { IPS_ANY=1 IPS_PORT=5204 iperf_tcp_server; }
+
+udp_listening() { [ -n "$(ip netns exec "$(tb_ns remote)" ss -Hlun "sport = :$1")" ]; }
+
 # UDP semantics regression check (tests/prog/nk_dgram) against a remote echo.
 udp_semantics() {
 	local rc=0
 	tb_bg remote "$D/uecho.log" $PY "$H" udp-echo 10.77.0.2 5300 >/dev/null
-	sleep 0.3
+	tb_wait_for 10 udp_listening 5300 || { why "UDP echo server did not start"; return 1; }
 	tb_guest "$TB_BUILD/tests/prog/nk_dgram" 10.77.0.2 5300 >"$D/dgram.out" 2>&1 || rc=$?
 	[ $rc -eq 0 ] || { why "exit $rc: $(grep -m2 'FAIL' "$D/dgram.out" | tr '\n' ' ')"; return 1; }
 	note "$(grep -c '^ok' "$D/dgram.out") checks"
+}
+
+# POSIX semantics (tests/prog/nk_posix, also tests/sys/test_posix.sh)
+posix_semantics() {
+	local rc=0
+	tb_bg remote "$D/uecho2.log" $PY "$H" udp-echo 10.77.0.2 5301 >/dev/null
+	tb_wait_for 10 udp_listening 5301 || { why "UDP echo server did not start"; return 1; }
+	tb_guest "$TB_BUILD/tests/prog/nk_posix" 10.77.0.11 10.77.0.2 5301 >"$D/posix.out" 2>&1 || rc=$?
+	[ $rc -eq 0 ] || { why "exit $rc: $(grep -m3 '^FAIL' "$D/posix.out" | tr '\n' ' ')"; return 1; }
+	note "$(grep -c '^ok' "$D/posix.out") checks"
+}
+
+# ------------------------------------------------------------------ DNS
+# getaddrinfo through a DNS server reachable only via the NSM: dnsmasq in the
+# remote namespace, the guest namespace's resolv.conf from /etc/netns (nkrun
+# bind-mounts it, as ip netns exec does); curl downloads by name.
+dns_curl() {
+	local g rc=0 out
+	g=$(tb_ns guest)
+	HTTPD_UP=0; httpd_remote || return 1
+	mkdir -p "/etc/netns/$g"
+	printf 'nameserver 10.77.0.2\nsearch nk.test\noptions timeout:2\n' >"/etc/netns/$g/resolv.conf"
+	tb_bg remote "$D/dnsmasq.log" /usr/sbin/dnsmasq --no-daemon --no-resolv --no-hosts \
+		--bind-interfaces --listen-address=10.77.0.2 --user=root --pid-file= \
+		--address=/web.nk.test/10.77.0.2 >/dev/null
+	tb_wait_for 10 udp_listening 53 || { rm -rf "/etc/netns/$g"; why "dnsmasq did not start"; return 1; }
+	out=$(tb_plain_guest curl -sS -o "$D/gotn" -w '%{http_code} %{size_download}' http://web:8000/big 2>&1) || rc=$?
+	rm -rf "/etc/netns/$g"
+	[ $rc -eq 0 ] && [ "$out" = "200 20971520" ] || { why "curl http://web:8000/ (search nk.test): exit $rc '$out'"; return 1; }
+	cmp -s "$D/www/big" "$D/gotn" || { why "content differs"; return 1; }
+	note "web -> web.nk.test -> 10.77.0.2 via dnsmasq, 20 MiB identical"
 }
 
 # ------------------------------------------------------------------ curl
@@ -282,6 +324,10 @@ nginx_wrk() { # nginx_wrk [HEADER...]
 nginx_ka() { nginx_wrk; }
 nginx_close() { nginx_wrk -H 'Connection: close'; }
 nginx_any() { NGINX_LISTEN=0.0.0.0:8080 nginx_wrk -H 'Connection: close'; }
+# nginx's [::] listener is IPv6-only unless ipv6only=off; Debian's default
+# site pairs "listen 80" with "listen [::]:80": both must bind.
+nginx_v6any() { NGINX_LISTEN='[::]:8080 ipv6only=off' nginx_wrk -H 'Connection: close'; }
+nginx_v4v6() { NGINX_LISTEN='8080; listen [::]:8080' nginx_wrk -H 'Connection: close'; }
 nginx_reuseport() { NGINX_LISTEN="10.77.0.11:8080 reuseport" nginx_wrk -H 'Connection: close'; }
 # sendfile on: nginx sends file bodies with sendfile(2) from a regular file
 # to the NetKernel socket (GuestLib's sendfile interposer).
@@ -334,39 +380,76 @@ redis_guest_bench() {
 }
 memcached_row() {
 	local out
-	tb_guest_bg "$D/mc.log" memcached -u root -l 10.77.0.11 -p 11211 -U 0 >/dev/null
+	tb_guest_bg "$D/mc.log" memcached -u root -l 10.77.0.11 -p 11211 -U 0 -t 4 >/dev/null
 	tb_wait_listen nsm 11211 15 || { why "guest memcached not listening: $(tailof "$D/mc.log")"; return 1; }
-	out=$(tb_exec remote $PY -c 'import socket
-s = socket.create_connection(("10.77.0.11", 11211), timeout=10)
-s.sendall(b"set k 0 0 5\r\nhello\r\nget k\r\n")
-b = b""
-while not b.endswith(b"END\r\n"):
-    c = s.recv(4096)
-    if not c: break
-    b += c
-print(b.decode().replace("\r\n", "|"))' 2>&1)
-	[ "$out" = "STORED|VALUE k 0 5|hello|END|" ] || { why "memcached answered '$out'"; return 1; }
-	note "set/get round trip"
+	# 4 client threads, 8 connections each over time, 50 keys per
+	# connection: set random values, get them back, compare.
+	out=$(tb_exec remote $PY -c 'import random, socket, sys, threading
+bad = []; done = [0]
+def worker(t):
+    rnd = random.Random(t)
+    for c in range(8):
+        s = socket.create_connection(("10.77.0.11", 11211), timeout=10)
+        f = s.makefile("rb")
+        for k in range(50):
+            key = "k%d_%d_%d" % (t, c, k)
+            val = rnd.randbytes(rnd.randint(1, 3000))
+            s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(val), val))
+            if f.readline() != b"STORED\r\n": bad.append(key); continue
+            s.sendall(b"get %s\r\n" % key.encode())
+            hdr = f.readline().split()
+            got = f.read(int(hdr[3]) + 2)[:-2] if len(hdr) == 4 else None
+            if f.readline() != b"END\r\n" or got != val: bad.append(key); continue
+            done[0] += 1
+        s.close()
+ts = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print("OK %d" % done[0] if not bad else "FAIL %d bad, first %s" % (len(bad), bad[0]))' 2>&1)
+	[ "$out" = "OK 1600" ] || { why "memcached client: $(echo "$out" | tail -n 1)"; return 1; }
+	note "-t 4: 1600 set/get verified over 32 connections from 4 threads"
 }
-sockperf_row() {
+# Each row starts its own servers (row_cleanup kills the remote's processes).
+sockperf_remote() {
 	tb_bg remote "$D/sp.log" sockperf server --tcp -i 10.77.0.2 -p 11111 >/dev/null
+	tb_bg remote "$D/spu.log" sockperf server -i 10.77.0.2 -p 11112 >/dev/null
 	tb_wait_listen remote 11111 || { why "sockperf server did not start"; return 1; }
-	tb_guest sockperf ping-pong --tcp -i 10.77.0.2 -p 11111 -t 3 >"$D/spc.out" 2>&1 || { why "sockperf exited $?: $(tailof "$D/spc.out")"; return 1; }
-	local n
+	sleep 0.3
+}
+sockperf_pp() { # sockperf_pp [--tcp]
+	local port=11112 n
+	[ "${1:-}" = --tcp ] && port=11111
+	sockperf_remote || return 1
+	tb_guest sockperf ping-pong "$@" -i 10.77.0.2 -p $port -t 3 >"$D/spc.out" 2>&1 || { why "sockperf exited $?: $(tailof "$D/spc.out")"; return 1; }
 	n=$(grep -o 'ReceivedMessages=[0-9]*' "$D/spc.out" | head -1 | cut -d= -f2)
 	[ "${n:-0}" -gt 0 ] || { why "sockperf received no replies: $(tailof "$D/spc.out")"; return 1; }
 	note "$n replies, $(grep -o 'avg-latency=[0-9.]*' "$D/spc.out" | head -1) usec"
 }
+sockperf_tp() { # sockperf_tp [--tcp]
+	local port=11112 r
+	[ "${1:-}" = --tcp ] && port=11111
+	sockperf_remote || return 1
+	tb_guest sockperf throughput "$@" -i 10.77.0.2 -p $port -t 3 -m 1400 >"$D/spt.out" 2>&1 || { why "sockperf exited $?: $(tailof "$D/spt.out")"; return 1; }
+	r=$(sed -n 's/.*Message Rate is \([0-9]*\).*/\1/p' "$D/spt.out" | head -1)
+	[ "${r:-0}" -gt 0 ] || { why "sockperf throughput: $(tailof "$D/spt.out")"; return 1; }
+	note "$r msg/s of 1400 B, $(sed -n 's/.*BandWidth is \([0-9.]*\) MBps.*/\1/p' "$D/spt.out" | head -1) MB/s"
+}
+sockperf_row() { sockperf_pp --tcp; }
+sockperf_udp() { sockperf_pp; }
+sockperf_tcp_tp() { sockperf_tp --tcp; }
+sockperf_udp_tp() { sockperf_tp; }
 
 row iperf3 "TCP client (guest -> remote)" iperf_tcp_client
 row iperf3 "TCP server (remote -> guest)" iperf_tcp_server
 row iperf3 "TCP client -R" iperf_rev
 row iperf3 "TCP client -P 4" iperf_par4
 row iperf3 "TCP client --bidir" iperf_bidir
-row iperf3 "UDP client -u -b 50M" iperf_udp
+row iperf3 "TCP server, default listen [::] (dual stack)" iperf_tcp_server_any
+row iperf3 "UDP client -u -b 200M" iperf_udp
 row iperf3 "UDP client -u -R (guest receives)" iperf_udp_rev
 row iperf3 "UDP server -u (remote -> guest)" iperf_udp_server
 row nk_dgram "UDP semantics (boundaries, source, errnos)" udp_semantics
+row nk_posix "POSIX semantics (io, events, errors, fds, signals, udp, v6, loopback, exec)" posix_semantics
+row curl "by name: getaddrinfo via dnsmasq in remote" dns_curl dnsmasq
 row curl "download 20 MiB + sha256" curl_download sha256sum
 row curl "upload -T 8 MiB (PUT)" curl_upload sha256sum
 row curl "50 sequential connections" curl_50
@@ -376,14 +459,19 @@ row python3 "asyncio echo, guest client" py_echo_gc
 row nginx "4 workers + remote wrk keep-alive" nginx_ka wrk
 row nginx "4 workers + remote wrk Connection: close" nginx_close wrk
 row nginx "listen 0.0.0.0:8080 + wrk close" nginx_any wrk
+row nginx "listen [::]:8080 ipv6only=off + wrk close" nginx_v6any wrk
+row nginx "listen 8080 + listen [::]:8080 (Debian default)" nginx_v4v6 wrk
 row nginx "listen reuseport + wrk close" nginx_reuseport wrk
 row nginx "sendfile on, 20 MiB + sha256" nginx_sendfile curl
 row wrk "guest wrk -> remote nginx" wrk_guest nginx
 row socat "TCP relay in guest, 16 MiB echoed" socat_relay
 row redis-server "redis-benchmark set/get from remote" redis_bench redis-benchmark
 row redis-benchmark "guest benchmark -> remote redis" redis_guest_bench redis-server
-row memcached "set/get from remote" memcached_row
+row memcached "-t 4, 1600 set/get verified from remote" memcached_row
 row sockperf "TCP ping-pong guest -> remote" sockperf_row
+row sockperf "UDP ping-pong guest -> remote" sockperf_udp
+row sockperf "TCP throughput guest -> remote" sockperf_tcp_tp
+row sockperf "UDP throughput guest -> remote" sockperf_udp_tp
 
 $PY - "$ROWS" "$OUT/summary.json" <<'EOF'
 import json, sys

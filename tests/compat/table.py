@@ -17,11 +17,11 @@ def cell(s):
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-print("| program | case | result | reason |")
+print("| program | case | result | measured / reason |")
 print("|---|---|---|---|")
 for r in rows:
     print("| %s | %s | %s | %s |" % (cell(r["program"]), cell(r["case"]),
                                    "pass" if r["passed"] else "**FAIL**",
-                                   cell(r.get("reason", ""))))
+                                   cell(r.get("reason", r.get("detail", "")))))
 npass = sum(1 for r in rows if r["passed"])
 print("\n%d of %d rows pass." % (npass, len(rows)))
