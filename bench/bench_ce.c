@@ -2,17 +2,18 @@
 /*
  * bench_ce.c - NQE switching rate of the real CoreEngine.
  *
- *   bench_ce [-C nk-coreengine] [-r RUNS] [-t SECONDS] [-w 32,1] [-j JSONL]
- *            [-l CE_LOG]
+ *   bench_ce [-C nk-coreengine] [-r RUNS] [-t SECONDS] [-w 32,1] [-v 1,4,16]
+ *            [-j JSONL] [-l CE_LOG]
  *
- * Starts build/bin/nk-coreengine (pinned to CPU 0) with one VM and one NSM
+ * Starts build/bin/nk-coreengine (pinned to CPU 0) with 16 VMs and one NSM
  * on a private control socket. The CoreEngine starts its NSM by exec'ing
  * --nsm-bin, which is this program: run that way (--ctl/--name arguments and
  * NK_BCE_HANDOFF in the environment) it registers as the NSM (NSM_HELLO,
  * WELCOME, VM_ATTACH), hands its control socket, region and doorbells over
  * to the benchmark process through NK_BCE_HANDOFF and then sleeps. The
- * benchmark process (pinned to CPU 1) then plays both the fake guest (one
- * channel of the VM: GUEST_HELLO/WELCOME) and the fake NSM in one busy loop:
+ * benchmark process (pinned to CPU 1) then plays both the fake guests (one
+ * channel in each VM: GUEST_HELLO/WELCOME) and the fake NSM in one busy loop;
+ * with -v 4, guests of 4 VMs post at once (round robin), the others idle:
  *
  *   guest:  SOCKET once, then keeps W SENDs in flight (TX chunks of its
  *           partition, len derived from a sequence number)
@@ -22,7 +23,8 @@
  * so every SEND crosses the CoreEngine twice (guest -> NSM, SEND_DONE NSM ->
  * guest), with its real validation, connection table and chunk tracking.
  * Reported: NQEs switched per second (2 per SEND round trip) with W = 32,
- * and the SEND round-trip time with W = 1. Doorbells are honoured
+ * per VM, for 1, 4 and 16 VMs, and the SEND round-trip time with W = 1 (one
+ * VM). Doorbells are honoured
  * (need_wakeup -> eventfd write), so an idle CoreEngine is woken as a real
  * guest would. Each SEND_DONE is checked against what was sent (chunk in
  * flight, result = len); a mismatch fails the run (exit 2).
@@ -57,6 +59,7 @@
 
 #define MAX_RUNS 64
 #define MAX_W 64
+#define MAX_VMS 16
 
 static int die(const char *what)
 {
@@ -139,11 +142,18 @@ static void doorbell(struct side *s)
 	}
 }
 
-static struct side G, N; /* fake guest, fake NSM */
-static uint32_t tx_first, tx_count, free_stack[256], nfree;
-static uint32_t ck_len[65536];
-static bool ck_busy[65536];
-static uint32_t gsock = NK_NO_SOCK;
+/* A fake guest: one channel of one VM. Chunk ids are its VM's. */
+struct guest {
+	struct side s;
+	uint32_t tx_first, tx_count, free_stack[256], nfree;
+	uint32_t ck_len[256];
+	bool ck_busy[256];
+	uint32_t gsock;
+	uint64_t posted, done;
+};
+
+static struct side N; /* fake NSM */
+static struct guest G[MAX_VMS];
 static uint64_t seq, posted, done, bad, bytes_posted, bytes_done;
 static struct nk_nqe nbacklog[4096];
 static uint32_t nb_len;
@@ -160,7 +170,7 @@ static void nsm_round(void)
 		if (q->op == NK_OP_SOCKET) {
 			*o = *q;
 			o->flags = NK_NQF_COMPLETION;
-			o->result = 7;
+			o->result = (int32_t)(7 + q->vm); /* one socket per VM: ids must differ */
 			o->chunk = NK_NO_CHUNK;
 			nb_len++;
 		} else if (q->op == NK_OP_SEND) {
@@ -188,50 +198,61 @@ static void nsm_round(void)
 }
 
 /* Fake guest: collect completions, keep w SENDs in flight (if posting). */
-static void guest_round(uint32_t w, bool post)
+static void guest_round(struct guest *g, uint32_t w, bool post)
 {
 	struct nk_nqe in[64];
-	uint32_t k = nk_ring_dequeue_burst(&G.down, in, 64);
+	uint32_t k = nk_ring_dequeue_burst(&g->s.down, in, 64);
 	for (uint32_t i = 0; i < k; i++) {
 		struct nk_nqe *q = &in[i];
 		if (q->op == NK_OP_SOCKET && (q->flags & NK_NQF_COMPLETION)) {
-			gsock = q->result >= 0 ? (uint32_t)q->result : NK_NO_SOCK - 1;
+			g->gsock = q->result >= 0 ? (uint32_t)q->result : NK_NO_SOCK - 1;
 		} else if (q->op == NK_OP_SEND_DONE) {
-			uint32_t c = q->chunk;
-			if (c - tx_first >= tx_count || !ck_busy[c] || q->result != (int32_t)ck_len[c]) {
+			uint32_t c = q->chunk - g->tx_first;
+			if (c >= g->tx_count || !g->ck_busy[c] || q->result != (int32_t)g->ck_len[c]) {
 				bad++;
 				continue;
 			}
-			ck_busy[c] = false;
-			free_stack[nfree++] = c;
+			g->ck_busy[c] = false;
+			g->free_stack[g->nfree++] = q->chunk;
+			g->done++;
 			done++;
-			bytes_done += ck_len[c];
+			bytes_done += g->ck_len[c];
 		}
 	}
-	if (!post || gsock >= NK_NO_SOCK - 1)
+	if (!post || g->gsock >= NK_NO_SOCK - 1)
 		return;
 	struct nk_nqe out[MAX_W];
 	uint32_t n = 0;
-	while (posted - done + n < w && nfree > n) {
-		uint32_t c = free_stack[nfree - 1 - n];
+	while (g->posted - g->done + n < w && g->nfree > n) {
+		uint32_t c = g->free_stack[g->nfree - 1 - n];
 		uint32_t len = 1 + (uint32_t)(seq + n) % 4096;
-		out[n] = (struct nk_nqe){ .op = NK_OP_SEND, .sock = gsock, .cookie = seq + n,
+		out[n] = (struct nk_nqe){ .op = NK_OP_SEND, .sock = g->gsock, .cookie = seq + n,
 					  .chunk = c, .off = 0, .len = len };
 		n++;
 	}
 	if (!n)
 		return;
-	uint32_t e = nk_ring_enqueue_burst(&G.up, out, n);
+	uint32_t e = nk_ring_enqueue_burst(&g->s.up, out, n);
 	for (uint32_t i = 0; i < e; i++) {
-		ck_busy[out[i].chunk] = true;
-		ck_len[out[i].chunk] = out[i].len;
+		uint32_t c = out[i].chunk - g->tx_first;
+		g->ck_busy[c] = true;
+		g->ck_len[c] = out[i].len;
 		bytes_posted += out[i].len;
 	}
-	nfree -= e;
+	g->nfree -= e;
+	g->posted += e;
 	posted += e;
 	seq += e;
 	if (e)
-		doorbell(&G);
+		doorbell(&g->s);
+}
+
+/* Every guest of the first nv VMs posts (window w each); the rest only
+ * collect completions. */
+static void guests_round(uint32_t nv, uint32_t w, bool post)
+{
+	for (uint32_t v = 0; v < MAX_VMS; v++)
+		guest_round(&G[v], w, post && v < nv);
 }
 
 static int map_side(struct side *s, int *fds, uint32_t kind, uint32_t chan, const char *who)
@@ -251,21 +272,22 @@ static int map_side(struct side *s, int *fds, uint32_t kind, uint32_t chan, cons
 static int bench_main(int argc, char **argv)
 {
 	const char *cebin = "build/bin/nk-coreengine", *jsonl = NULL, *celog = NULL;
-	const char *wlist = "32,1";
+	const char *wlist = "32,1", *vlist = "1,4,16";
 	int runs = 5;
 	double secs = 1.0;
 	int o;
-	while ((o = getopt(argc, argv, "C:r:t:w:j:l:")) != -1) {
+	while ((o = getopt(argc, argv, "C:r:t:w:v:j:l:")) != -1) {
 		switch (o) {
 		case 'C': cebin = optarg; break;
 		case 'r': runs = atoi(optarg); break;
 		case 't': secs = atof(optarg); break;
 		case 'w': wlist = optarg; break;
+		case 'v': vlist = optarg; break;
 		case 'j': jsonl = optarg; break;
 		case 'l': celog = optarg; break;
 		default:
 			fprintf(stderr, "usage: bench_ce [-C nk-coreengine] [-r RUNS] [-t SECONDS] "
-					"[-w 32,1] [-j JSONL] [-l CE_LOG]\n");
+					"[-w 32,1] [-v 1,4,16] [-j JSONL] [-l CE_LOG]\n");
 			return 2;
 		}
 	}
@@ -277,6 +299,16 @@ static int bench_main(int argc, char **argv)
 		if (end == s || v == 0 || v > 32)
 			return die("-w: windows 1..32 (GuestLib's per-socket limit)");
 		ws[nws++] = (uint32_t)v;
+		s = *end == ',' ? end + 1 : end;
+	}
+	uint32_t vs[8];
+	int nvs = 0;
+	for (const char *s = vlist; *s && nvs < 8;) {
+		char *end;
+		unsigned long v = strtoul(s, &end, 10);
+		if (end == s || v == 0 || v > MAX_VMS)
+			return die("-v: VM counts 1..16");
+		vs[nvs++] = (uint32_t)v;
 		s = *end == ',' ? end + 1 : end;
 	}
 	if (runs < 1 || runs > MAX_RUNS || secs <= 0)
@@ -314,8 +346,20 @@ static int bench_main(int argc, char **argv)
 			dup2(lf, 1);
 			dup2(lf, 2);
 		}
-		execl(cepath, cepath, "--ctl", ctl, "--instance", inst, "--nsm-bin", self, "--nsm",
-		      "name=fake", "--vm", "name=bvm,ip=10.99.0.2,nsm=fake", (char *)NULL);
+		char vmspec[MAX_VMS][64];
+		const char *av[12 + 2 * MAX_VMS];
+		int ac = 0;
+		av[ac++] = cepath;
+		av[ac++] = "--ctl", av[ac++] = ctl;
+		av[ac++] = "--instance", av[ac++] = inst;
+		av[ac++] = "--nsm-bin", av[ac++] = self;
+		av[ac++] = "--nsm", av[ac++] = "name=fake";
+		for (int v = 0; v < MAX_VMS; v++) {
+			snprintf(vmspec[v], sizeof(vmspec[v]), "name=bvm%d,ip=10.99.0.%d,nsm=fake", v, v + 2);
+			av[ac++] = "--vm", av[ac++] = vmspec[v];
+		}
+		av[ac] = NULL;
+		execv(cepath, (char *const *)av);
 		_exit(127);
 	}
 	int rc = 1;
@@ -342,73 +386,82 @@ static int bench_main(int argc, char **argv)
 	if (map_side(&N, fds + 1, NK_REGION_NSM, 0, "NSM") < 0)
 		goto out;
 
-	/* the fake guest */
-	G.ctl = nk_ctl_connect(ctl);
-	nk_ctl_init(&m, NK_CTL_GUEST_HELLO);
-	m.pid = (uint32_t)getpid();
-	snprintf(m.name, sizeof(m.name), "bvm");
-	if (G.ctl < 0 || nk_ctl_send(G.ctl, &m, NULL, 0) < 0 ||
-	    nk_ctl_recv(G.ctl, &m, fds, NK_CTL_MAX_FDS, &nf) < 0 ||
-	    m.type != NK_CTL_GUEST_WELCOME || nf != 3) {
-		fprintf(stderr, "bench_ce: guest hello refused: %s\n", m.text);
-		goto out;
-	}
-	uint32_t chan = m.index;
-	if (map_side(&G, fds, NK_REGION_VM, chan, "VM") < 0)
-		goto out;
-	tx_first = nk_geom_tx_first(&G.reg.g, chan);
-	tx_count = G.reg.g.tx_per_chan;
-	if (tx_first + tx_count > 65536 || tx_count > 256)
-		goto out;
-	for (uint32_t i = 0; i < tx_count; i++)
-		free_stack[nfree++] = tx_first + tx_count - 1 - i;
-
-	/* SOCKET through the CoreEngine */
-	struct nk_nqe sq = { .op = NK_OP_SOCKET, .sock = NK_NO_SOCK, .cookie = 1, .chunk = NK_NO_CHUNK };
-	sq.arg.sock = (struct nk_sockargs){ 2 /* AF_INET */, 1 /* SOCK_STREAM */, 0 };
-	if (!nk_ring_enqueue(&G.up, &sq)) {
-		fprintf(stderr, "bench_ce: guest ring full\n");
-		goto out;
-	}
-	doorbell(&G);
-	uint64_t t_end = bu_now_ns() + 5000000000ull;
-	while (gsock == NK_NO_SOCK && bu_now_ns() < t_end) {
-		nsm_round();
-		guest_round(0, false);
-	}
-	if (gsock >= NK_NO_SOCK - 1) {
-		fprintf(stderr, "bench_ce: SOCKET through the CoreEngine failed\n");
-		goto out;
+	/* the fake guests: one channel in each VM, one socket each */
+	for (int v = 0; v < MAX_VMS; v++) {
+		struct guest *g = &G[v];
+		g->gsock = NK_NO_SOCK;
+		g->s.ctl = nk_ctl_connect(ctl);
+		nk_ctl_init(&m, NK_CTL_GUEST_HELLO);
+		m.pid = (uint32_t)getpid();
+		snprintf(m.name, sizeof(m.name), "bvm%d", v);
+		if (g->s.ctl < 0 || nk_ctl_send(g->s.ctl, &m, NULL, 0) < 0 ||
+		    nk_ctl_recv(g->s.ctl, &m, fds, NK_CTL_MAX_FDS, &nf) < 0 ||
+		    m.type != NK_CTL_GUEST_WELCOME || nf != 3) {
+			fprintf(stderr, "bench_ce: guest hello refused: %s\n", m.text);
+			goto out;
+		}
+		uint32_t chan = m.index;
+		if (map_side(&g->s, fds, NK_REGION_VM, chan, "VM") < 0)
+			goto out;
+		g->tx_first = nk_geom_tx_first(&g->s.reg.g, chan);
+		g->tx_count = g->s.reg.g.tx_per_chan;
+		if (g->tx_count > 256)
+			goto out;
+		for (uint32_t i = 0; i < g->tx_count; i++)
+			g->free_stack[g->nfree++] = g->tx_first + g->tx_count - 1 - i;
+		struct nk_nqe sq = { .op = NK_OP_SOCKET, .sock = NK_NO_SOCK, .cookie = 1,
+				     .chunk = NK_NO_CHUNK };
+		sq.arg.sock = (struct nk_sockargs){ 2 /* AF_INET */, 1 /* SOCK_STREAM */, 0 };
+		if (!nk_ring_enqueue(&g->s.up, &sq)) {
+			fprintf(stderr, "bench_ce: guest ring full\n");
+			goto out;
+		}
+		doorbell(&g->s);
+		uint64_t t_end = bu_now_ns() + 5000000000ull;
+		while (g->gsock == NK_NO_SOCK && bu_now_ns() < t_end) {
+			nsm_round();
+			guest_round(g, 0, false);
+		}
+		if (g->gsock >= NK_NO_SOCK - 1) {
+			fprintf(stderr, "bench_ce: SOCKET through the CoreEngine failed (VM %d: %s)\n", v,
+				g->gsock == NK_NO_SOCK ? "no answer in 5 s" : "refused");
+			goto out;
+		}
 	}
 
 	FILE *jf = jsonl ? fopen(jsonl, "a") : NULL;
 	printf("bench_ce: CoreEngine on CPU 0, fake guest + fake NSM on CPU 1, %d runs x %.1f s\n",
 	       runs, secs);
-	printf("%8s %14s %10s %10s %12s\n", "window", "median M NQE/s", "min", "max", "RTT us (med)");
+	printf("%4s %8s %14s %10s %10s %12s\n", "VMs", "window", "median M NQE/s", "min", "max",
+	       "RTT us (med)");
 	rc = 0;
+	for (int vi = 0; vi < nvs && rc == 0; vi++)
 	for (int wi = 0; wi < nws && rc == 0; wi++) {
+		uint32_t nv = vs[vi];
+		if (ws[wi] == 1 && nv != 1)
+			continue; /* the round trip is measured with one VM */
 		double rate[MAX_RUNS], rtt[MAX_RUNS];
 		for (int r = 0; r < runs; r++) {
 			uint64_t w0 = bu_now_ns() + 100000000ull; /* 100 ms warm-up */
 			while (bu_now_ns() < w0) {
-				guest_round(ws[wi], true);
+				guests_round(nv, ws[wi], true);
 				nsm_round();
 			}
 			uint64_t d0 = done, t0 = bu_now_ns(), t1 = t0 + (uint64_t)(secs * 1e9), now;
 			do {
-				guest_round(ws[wi], true);
+				guests_round(nv, ws[wi], true);
 				nsm_round();
 				now = bu_now_ns();
 			} while (now < t1);
 			double sec = (double)(now - t0) / 1e9;
 			uint64_t trips = done - d0;
 			rate[r] = 2.0 * (double)trips / sec / 1e6;
-			rtt[r] = trips ? sec * 1e6 * ws[wi] / (double)trips : 0; /* Little's law */
+			rtt[r] = trips ? sec * 1e6 * ws[wi] * nv / (double)trips : 0; /* Little's law */
 		}
 		/* drain and check */
 		uint64_t dl = bu_now_ns() + 3000000000ull;
 		while (posted != done && bu_now_ns() < dl) {
-			guest_round(ws[wi], false);
+			guests_round(nv, ws[wi], false);
 			nsm_round();
 		}
 		if (posted != done || bytes_posted != bytes_done || bad) {
@@ -421,7 +474,7 @@ static int bench_main(int argc, char **argv)
 		}
 		double med = bu_median(rate, (size_t)runs), lo = rate[0], hi = rate[runs - 1];
 		double mrtt = bu_median(rtt, (size_t)runs);
-		printf("%8u %14.3f %10.3f %10.3f %12.2f\n", ws[wi], med, lo, hi, mrtt);
+		printf("%4u %8u %14.3f %10.3f %10.3f %12.2f\n", nv, ws[wi], med, lo, hi, mrtt);
 		if (jf) {
 			if (ws[wi] == 1)
 				fprintf(jf,
@@ -432,14 +485,17 @@ static int bench_main(int argc, char **argv)
 					"\"what\":\"guest SEND -> CoreEngine -> NSM -> SEND_DONE -> CoreEngine -> "
 					"guest, one in flight, busy-polling peers\"}\n",
 					mrtt, runs, rtt[0], rtt[runs - 1]);
+			char vsuf[16] = "";
+			if (nv != 1)
+				snprintf(vsuf, sizeof(vsuf), "_vms%u", nv);
 			fprintf(jf,
-				"{\"name\":\"ce_switch_w%u\",\"unit\":\"M NQE/s\",\"better\":\"higher\","
+				"{\"name\":\"ce_switch_w%u%s\",\"unit\":\"M NQE/s\",\"better\":\"higher\","
 				"\"nk\":%.3f,\"native\":null,\"ratio\":null,\"runs\":%d,\"nk_min\":%.3f,"
 				"\"nk_max\":%.3f,\"goal\":null,\"meets_goal\":null,"
 				"\"native_is\":\"none: a native stack has no switch\","
 				"\"what\":\"NQEs switched by the real nk-coreengine (SEND + SEND_DONE), %u "
-				"SENDs in flight\"}\n",
-				ws[wi], med, runs, lo, hi, ws[wi]);
+				"SENDs in flight per VM, %u VMs\"}\n",
+				ws[wi], vsuf, med, runs, lo, hi, ws[wi], nv);
 		}
 	}
 	if (jf)
