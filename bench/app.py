@@ -512,8 +512,12 @@ def cmd_readme(argv):
         fails = ""
         if e.get("nk_failed") or e.get("native_failed"):
             fails = " (failed runs: nk %d, native %d)" % (e["nk_failed"], e["native_failed"])
-        out.append("| %s%s | %s | %s | %s | %s | %s |" % (e["label"], fails, e["unit"], fmt(e["native"]),
-                                                          fmt(e["nk"]), ratio, g))
+        task = ""
+        if e.get("ratio_task") is not None:
+            task = " (task CPU only: native %s, NetKernel %s, %.2f×)" % (
+                fmt(e["native_task"]), fmt(e["nk_task"]), e["ratio_task"])
+        out.append("| %s%s%s | %s | %s | %s | %s | %s |" % (e["label"], task, fails, e["unit"],
+                                                            fmt(e["native"]), fmt(e["nk"]), ratio, g))
     goals = [e for e in rows if e.get("goal")]
     if goals:
         out += ["", "Goals: %d of %d met (%s)." % (
