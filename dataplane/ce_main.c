@@ -62,7 +62,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: nk-coreengine [--ctl PATH] [--instance ID] [--spin-us N] [--nsm-bin PATH]\n"
 		"                     --nsm name=N[,netns=NS][,stack=kernel|mptcp][,cc=cubic|bbr|reno] ...\n"
-		"                     --vm name=V,ip=A.B.C.D,nsm=N ...\n"
+		"                     --vm name=V,ip=A.B.C.D,nsm=N[,mode=process|vm] ...\n"
+		"                     (mode=vm: the guests are a QEMU VM's processes, attached\n"
+		"                     through the NK device; see scenarios/vm/nkvm.sh)\n"
 		"                     [--nk-peers PREFIX[,PREFIX...]]  hosts that run NetKernel: their\n"
 		"                     connections are moved on a switch instead of draining\n"
 		"Runs in the foreground; SIGTERM/SIGINT stop it and remove its shm files and socket.\n");
@@ -203,6 +205,11 @@ static void handle_event(struct ce *ce, const struct epoll_event *ev)
 			ce_log("nsm %s: doorbell read: %s", n->name, strerror(errno));
 		break;
 	}
+	case CE_EV_VMPID: {
+		struct ce_vm *vm = &ce->vms[CE_TAG_A(t)];
+		ce_vm_down(ce, vm, "its QEMU process exited");
+		break;
+	}
 	case CE_EV_SIGNAL: {
 		struct signalfd_siginfo si;
 		while (read(ce->sig_fd, &si, sizeof(si)) == sizeof(si)) {
@@ -261,12 +268,20 @@ static void run(struct ce *ce)
 	uint64_t idle_since = 0;
 	uint32_t rounds = 0;
 
+	/* VM-mode guests ring no doorbell (nothing crosses the VM boundary but
+	 * the shared memory): while any VM-mode VM exists, sleep at most 1 ms,
+	 * so their requests and claims wait at most that long. */
+	bool vmmode = ce_vmctl_any(ce);
+
 	while (!ce->stop) {
 		int work = ce_switch_round(ce);
+		if (vmmode && (!work || !(rounds & 63)))
+			work += ce_vmctl_poll(ce);
 		/* While busy, look at the control plane every 256 rounds. */
 		if (work && (++rounds & 255))
 			continue;
 		int tmo = 0;
+		bool slept = false;
 		if (!work) {
 			uint64_t now = ce_now_ns();
 			if (!idle_since)
@@ -274,14 +289,14 @@ static void run(struct ce *ce)
 			if (now - idle_since >= (uint64_t)ce->spin_us * 1000) {
 				if (waiting_on_time(ce))
 					tmo = 1;
-				else if (prepare_sleep(ce))
-					tmo = -1;
+				else if ((slept = prepare_sleep(ce)))
+					tmo = vmmode ? 1 : -1;
 			}
 		} else {
 			idle_since = 0;
 		}
 		int n = epoll_wait(ce->epfd, evs, 64, tmo);
-		if (tmo == -1)
+		if (slept)
 			awake(ce);
 		if (n > 0)
 			idle_since = 0;
@@ -334,6 +349,7 @@ int main(int argc, char **argv)
 		run(ce);
 		ce_log("stopping");
 	}
+	ce_vmctl_stop(ce);
 	ce_nsm_stop_all(ce);
 	for (int fd = 0; fd < ce->nconns; fd++)
 		if (ce->conns[fd].fd == fd && fd > 0)
