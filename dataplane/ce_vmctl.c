@@ -73,9 +73,7 @@ static void vc_claim(struct ce *ce, struct ce_vm *vm, uint32_t c, uint64_t claim
 	int rc = 0;
 	uint32_t parent = 0;
 
-	if (vm->down)
-		rc = -ENETDOWN;
-	else if (fork_of) {
+	if (fork_of) {
 		parent = fork_of - 1;
 		if (parent >= vm->reg.g.nchan || parent == c || !vm->chan[parent].used ||
 		    vm->chan[parent].exiting || vm->vc_state[parent] != CE_VC_OPEN)
@@ -211,7 +209,7 @@ void ce_vm_down(struct ce *ce, struct ce_vm *vm, const char *why)
 		close(vm->qemu_pidfd);
 		vm->qemu_pidfd = -1;
 	}
-	vm->down = true;
+	vm->down = true; /* ce_sock_release: CLOSE with NK_NQF_ABORT */
 	for (uint32_t c = 0; c < vm->reg.g.nchan; c++) {
 		if (vm->chan[c].used) {
 			ce_chan_finish(ce, vm, c);

@@ -253,7 +253,8 @@ int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline
 	struct pollfd stackfds[16];
 	struct pollfd *pf = stackfds;
 	int ret;
-	uint32_t vm_us = 50; /* VM mode poll step */
+	uint32_t vm_us = 50;      /* VM mode poll step */
+	uint64_t vm_slept_us = 0; /* VM mode: time slept in this wait */
 
 	if (nk + 2 > 16 && !(pf = malloc((nk + 2) * sizeof(*pf))))
 		return -ENOMEM;
@@ -316,8 +317,20 @@ int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline
 				rem.tv_nsec = (long)vm_us * 1000L;
 				tsp = &rem;
 			}
-			if (vm_us < NK_GL_VM_POLL_MAX_US)
-				vm_us = vm_us * 2 > NK_GL_VM_POLL_MAX_US ? NK_GL_VM_POLL_MAX_US : vm_us * 2;
+			/* Steps of at most 1 ms while the wait is young. A
+			 * wait that has lasted 100 ms is an idle one (accept,
+			 * a quiet connection), and each wake-up costs a TCG
+			 * guest ~1 ms of host CPU: let the step grow to 10 ms,
+			 * and to 50 ms after 1 s (measured per idle process:
+			 * 37 % of a host core at 1 ms, 15 % at 10 ms). The
+			 * first event after such a pause waits up to one step
+			 * longer; once traffic flows, waits are short again. */
+			uint32_t cap = vm_slept_us >= NK_GL_VM_IDLE2_AFTER_US ? NK_GL_VM_IDLE2_MAX_US :
+				       vm_slept_us >= NK_GL_VM_IDLE_AFTER_US ? NK_GL_VM_IDLE_MAX_US
+									     : NK_GL_VM_POLL_MAX_US;
+			vm_slept_us += vm_us;
+			if (vm_us < cap)
+				vm_us = vm_us * 2 > cap ? cap : vm_us * 2;
 		}
 		/* fd -1 entries are ignored by poll (VM mode: no eventfds) */
 		pf[0] = (struct pollfd){ .fd = nk_gl.down_efd, .events = POLLIN };

@@ -192,7 +192,11 @@ bool nk_gl_is_internal(int fd);         /* control socket or doorbell */
 int nk_gl_protect_fd(int fd);           /* move an internal fd off `fd` */
 
 /* gl_vm.c: VM mode */
-#define NK_GL_VM_POLL_MAX_US 1000
+#define NK_GL_VM_POLL_MAX_US 1000        /* poll step of a young wait */
+#define NK_GL_VM_IDLE_AFTER_US 100000    /* a wait this old is idle ... */
+#define NK_GL_VM_IDLE_MAX_US 10000       /* ... and polls at most this slowly */
+#define NK_GL_VM_IDLE2_AFTER_US 1000000  /* a wait this old ... */
+#define NK_GL_VM_IDLE2_MAX_US 50000      /* ... at most this slowly */
 int nk_gl_vm_map(struct nk_region *reg, char *err, size_t errlen);
 void nk_gl_vm_release_mine(const struct nk_region *reg);
 int nk_gl_vm_claim(const struct nk_region *reg, uint32_t fork_of, const uint32_t pkey[2],

@@ -17,6 +17,7 @@
  *   chan_off          +--------------------------------------------------+
  *                     | channel 0: up ring   (guest -> CoreEngine)       |
  *                     |            down ring (CoreEngine -> guest)       |
+ *                     |            control lines (VM mode: claim, state) |
  *                     | channel 1 ...   (one channel per guest process)  |
  *   sock_off          +--------------------------------------------------+
  *                     | socket slot 0 .. nsocks-1 (nk_sock_slot)         |

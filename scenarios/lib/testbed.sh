@@ -570,27 +570,32 @@ sys.exit(1)
 #   tb_vm_qemu_pid OUT         the QEMU pid nkvm.sh reported in OUT (empty if none)
 #   tb_vm_wait_boot LOG SECS   until the guest's /init printed NK-BOOT
 TB_NKVM=$TB_ROOT/scenarios/vm/nkvm.sh
+# The guest image's binaries: under NK_ASAN=1 the normal build's (the VM's
+# /init preloads GuestLib alone, and an instrumented GuestLib needs the ASan
+# runtime first); the CoreEngine and NSMs serving the VM stay instrumented.
+TB_VM_BUILD=$TB_BUILD
+[ "${NK_ASAN:-0}" = 1 ] && TB_VM_BUILD=$TB_ROOT/build
 
 tb_vm_require() {
 	tb_require qemu-system-x86_64 cpio python3
 	ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || [ -n "${NK_VM_KERNEL:-}" ] || { echo "no kernel in /boot (linux-image-amd64)"; exit 77; }
 	[ -x /bin/busybox ] || { echo "busybox-static is not installed"; exit 77; }
-	[ -e "$TB_BUILD/bin/nk-vmagent" ] || { echo "FAIL: $TB_BUILD/bin/nk-vmagent is not built" >&2; exit 1; }
+	[ -e "$TB_VM_BUILD/bin/nk-vmagent" ] || { echo "FAIL: $TB_VM_BUILD/bin/nk-vmagent is not built (make all)" >&2; exit 1; }
 	# The image is built once (cached in $BUILD/vm) before any timing starts.
-	BUILD=$TB_BUILD "$TB_ROOT/scenarios/vm/mkimage.sh" >&2 || tb_fail "cannot build the VM image"
+	BUILD=$TB_VM_BUILD "$TB_ROOT/scenarios/vm/mkimage.sh" >&2 || tb_fail "cannot build the VM image"
 }
 
 tb_vm() {
 	local ctl=${1:?tb_vm CTL INSTANCE VM LOG ...} inst=${2:?} vm=${3:?} log=${4:?}
 	shift 4
-	BUILD=$TB_BUILD tb__fg "${TB_VM_TIMEOUT:-600}" "$TB_NKVM" --ctl "$ctl" --name "$vm" \
+	tb__fg "${TB_VM_TIMEOUT:-600}" env BUILD="$TB_VM_BUILD" "$TB_NKVM" --ctl "$ctl" --name "$vm" \
 		--region "/dev/shm/nk-$inst-vm-$vm" --log "$log" --timeout "${TB_VM_TIMEOUT:-600}" "$@"
 }
 
 tb_vm_bg() {
 	local ctl=${1:?tb_vm_bg CTL INSTANCE VM LOG OUT ...} inst=${2:?} vm=${3:?} log=${4:?} out=${5:?}
 	shift 5
-	BUILD=$TB_BUILD tb_bg root "$out" "$TB_NKVM" --ctl "$ctl" --name "$vm" \
+	tb_bg root "$out" env BUILD="$TB_VM_BUILD" "$TB_NKVM" --ctl "$ctl" --name "$vm" \
 		--region "/dev/shm/nk-$inst-vm-$vm" --log "$log" --timeout "${TB_VM_TIMEOUT:-600}" "$@"
 }
 
