@@ -35,6 +35,11 @@
  *     SA_RESTART); a blocking connect interrupted keeps connecting.
  *   - The CoreEngine going away (control socket EOF) makes every NetKernel
  *     call fail with ECONNRESET instead of hanging.
+ *   - VM mode (NK_DEVICE set by the guest's /init): the region is the NK
+ *     device's PCI BAR, the channel is claimed through its control lines
+ *     (gl_vm.c), there are no fds (ctl/up/down stay -1) and waits poll with
+ *     back-off; a state line that leaves OPEN, or a heartbeat that stops
+ *     for 10 s, counts as the control socket's EOF.
  *   - UDP: one rx DATA entry is one datagram (a read returns one, the part
  *     that does not fit is dropped); recvfrom names the sender the NSM wrote
  *     into the chunk's header (NK_DGRAM_HDR), copied and validated, else the

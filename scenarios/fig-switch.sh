@@ -293,8 +293,8 @@ say "  results in $OUT"
 VM_ACCEL=
 if [ "$GUESTS" = vm ]; then
 	say "== guests are QEMU VMs (only device: the NK device); building the image, choosing the accelerator"
-	BUILD=$TB_BUILD "$ROOT/scenarios/vm/mkimage.sh" || { echo "fig-switch: cannot build the VM image" >&2; exit 1; }
-	VM_ACCEL=$(BUILD=$TB_BUILD "$ROOT/scenarios/vm/nkvm.sh" --accel-probe) || exit 1
+	BUILD=$TB_VM_BUILD "$ROOT/scenarios/vm/mkimage.sh" || { echo "fig-switch: cannot build the VM image" >&2; exit 1; }
+	VM_ACCEL=$(BUILD=$TB_VM_BUILD "$ROOT/scenarios/vm/nkvm.sh" --accel-probe) || exit 1
 	say "   accelerator: $VM_ACCEL (TCG is much slower than KVM: NetKernel throughput is bounded by the guests' CPU)"
 fi
 say "== testbed: snd <-> rcv over two ${NK_LINK_RATE:-1gbit} links (tbf), MPTCP endpoints, guest namespaces"

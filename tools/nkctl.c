@@ -4,6 +4,7 @@
  *
  *   nkctl [--ctl PATH] [--json] list vms|nsms|conns
  *   nkctl [--ctl PATH] stats
+ *   nkctl [--ctl PATH] switch VM NSM | start NSM | vm-pid VM PID | vm-down VM
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +18,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: nkctl [--ctl PATH] [--json] list vms|nsms|conns\n"
 		   "       nkctl [--ctl PATH] stats\n"
 		   "       nkctl [--ctl PATH] switch VM NSM   new connections of VM go to NSM\n"
-		   "       nkctl [--ctl PATH] start NSM       start an NSM (a later switch is warm)\n");
+		   "       nkctl [--ctl PATH] start NSM       start an NSM (a later switch is warm)\n"
+		   "       nkctl [--ctl PATH] vm-pid VM PID   VM mode: PID is VM's QEMU; its exit brings VM down\n"
+		   "       nkctl [--ctl PATH] vm-down VM      VM mode: drop VM's channels, reset its connections\n");
 }
 
 int main(int argc, char **argv)
