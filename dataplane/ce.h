@@ -124,6 +124,7 @@ struct ce_vm {
 	uint8_t vc_state[CE_MAX_CHAN]; /* enum ce_vc */
 	uint32_t beat;
 	uint32_t boots;          /* vm-pid registrations */
+	uint64_t vc_refused;     /* claims refused */
 	/* live switching */
 	uint32_t switches;
 	uint64_t switch_ns;      /* when the last switch was asked for */

@@ -84,7 +84,12 @@ static void vc_claim(struct ce *ce, struct ce_vm *vm, uint32_t c, uint64_t claim
 	if (rc == 0)
 		rc = ce_chan_open_at(ce, vm, c, -1, pid);
 	if (rc < 0) {
-		ce_log("vm %s: claim of channel %u by pid %d refused: %s", vm->name, c, (int)pid, strerror(-rc));
+		/* A guest can claim and give up in a loop: log the 1st, 2nd,
+		 * 4th, 8th ... refusal only, so it cannot flood our log. */
+		vm->vc_refused++;
+		if ((vm->vc_refused & (vm->vc_refused - 1)) == 0)
+			ce_log("vm %s: claim of channel %u by pid %d refused: %s (%llu refused so far)", vm->name,
+			       c, (int)pid, strerror(-rc), (unsigned long long)vm->vc_refused);
 		vm->vc_state[c] = CE_VC_REFUSED;
 		vc_publish(vm, c, NK_VC_REFUSED, rc, NULL);
 		return;
