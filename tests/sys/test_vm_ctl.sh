@@ -3,6 +3,7 @@
 # itself (NK_DEVICE=<file>, as GuestLib maps the PCI BAR inside a VM) and
 # claims its channel through the control lines; nk-vmagent runs beside it.
 #   - iperf3 -c through a claimed channel; the agent releases it afterwards
+#   - exec: the new program image releases the channel its pid held
 #   - fork: accept-fork-close and 4 forked workers on one listener
 #   - garbage claims (bad fork_of, bad key, pid 0, stale seq) are refused or
 #     ignored and the channel becomes claimable again
@@ -29,6 +30,17 @@ vmg iperf3 -c 10.77.0.2 -p 5201 -t 2 >"$D/c.log" || { cat "$D/c.log"; tb_fail "i
 grep -E 'sender|receiver' "$D/c.log"
 tb_wait_for 5 sh -c "[ \"\$($TB_BUILD/bin/nkctl --ctl $NK_CTL --json list vms | grep -o '\"name\":\"vm2\"[^}]*' | grep -o '\"procs\":[0-9]*')\" = '\"procs\":0' ]" ||
 	tb_fail "the agent did not release the channel of the exited iperf3 (procs $(vm_field procs))"
+
+echo "== exec: the new image releases the channel its pid held"
+# python attaches (a socket), then execs iperf3, which attaches again: the
+# old channel must go at once (its fds were close-on-exec), not at exit.
+tb_bg guest "$D/exec.log" env LD_PRELOAD="${NK_PRELOAD_EXTRA:+$NK_PRELOAD_EXTRA:}$TB_BUILD/lib/libnkguest.so" NK_DEVICE="$DEV" \
+	python3 -c 'import os, socket; s = socket.socket(); os.execvp("iperf3", ["iperf3", "-c", "10.77.0.2", "-p", "5201", "-t", "3"])' >/dev/null
+epid=$TB_LAST_PID
+sleep 1.5
+procs=$(vm_field procs)
+tb_wait_pid "$epid" 20 || { cat "$D/exec.log"; tb_fail "iperf3 after exec failed"; }
+[ "$procs" = 1 ] || tb_fail "after exec the VM holds $procs channels, want 1"
 
 echo "== fork"
 cat >"$D/echo.py" <<'PY'
