@@ -186,8 +186,8 @@ static int nk_gl_vm_attach(void)
 			break;
 	}
 	if (r < 0) {
-		nk_gl_warn("netkernel: no channel on the NK device of VM '%s': %s%s", nk_region_hdr(&reg)->name,
-			   strerror(-r), r == -ETIMEDOUT || r == -ECONNREFUSED ?
+		nk_gl_warn("netkernel: no channel on the NK device of VM '%.*s': %s%s", NK_NAME_MAX - 1,
+			   nk_region_hdr(&reg)->name, strerror(-r), r == -ETIMEDOUT || r == -ECONNREFUSED ?
 			   " (no CoreEngine serves this device)" : "");
 		nk_region_unmap(&reg);
 		return r == -EAGAIN ? -EUSERS : r;
