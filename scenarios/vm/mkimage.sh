@@ -60,6 +60,9 @@ stamp() {
 	local f
 	for f in "$@"; do stat -L -c '%n %s %Y' "$f"; done
 }
+# One builder at a time (two VMs started together both ask for the image).
+exec 8>"$OUT/.lock"
+flock 8
 NEW=$(stamp "${INPUTS[@]}")
 if [ $FORCE = 0 ] && [ -f "$OUT/initramfs.cpio" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/inputs" ] &&
 	[ "$NEW" = "$(cat "$OUT/inputs")" ]; then

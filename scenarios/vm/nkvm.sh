@@ -90,7 +90,11 @@ boot() {
 	local acc=$1 initrd=$2 log=$3 cpu=qemu64
 	shift 3
 	[ "$acc" = kvm ] && cpu=host
-	qemu-system-x86_64 -machine pc -accel "$acc" -cpu "$cpu" -m "$MEM" -smp "$SMP" \
+	# QEMU dies with this script even if the script is SIGKILLed (no
+	# orphaned VM keeps a core busy): parent-death signal via setpriv.
+	local pds=()
+	command -v setpriv >/dev/null 2>&1 && pds=(setpriv --pdeathsig KILL)
+	"${pds[@]+"${pds[@]}"}" qemu-system-x86_64 -machine pc -accel "$acc" -cpu "$cpu" -m "$MEM" -smp "$SMP" \
 		-nodefaults -nographic -display none -monitor none -no-reboot -nic none \
 		-serial "file:$log" -kernel "$KERNEL" -initrd "$initrd" -append "$APPEND" \
 		"$@" </dev/null >"$log.qemu" 2>&1 &
