@@ -23,7 +23,7 @@ NSM_OBJ  := $(NSM_SRC:%.c=$(BUILD)/obj/%.o)
 GL_OBJ   := $(GL_SRC:%.c=$(BUILD)/obj/%.o)
 
 DPLIB    := $(BUILD)/lib/libnkdp.a
-BINS     := $(BUILD)/bin/nkctl $(BUILD)/bin/nkrun
+BINS     := $(BUILD)/bin/nkctl $(BUILD)/bin/nkrun $(BUILD)/bin/nk-vmagent
 ifneq ($(CE_SRC),)
 BINS     += $(BUILD)/bin/nk-coreengine
 endif
@@ -37,7 +37,7 @@ UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGS    := $(PROG_SRC:tests/prog/%.c=$(BUILD)/tests/prog/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all clean test test-asan check-tools bench compat
+.PHONY: all clean test test-asan check-tools bench compat vm-image
 all: $(DPLIB) $(BINS) $(UNITS) $(PROGS) $(BENCHES)
 
 $(BUILD)/obj/%.o: %.c
@@ -89,6 +89,11 @@ test-asan: all
 # Microbenchmarks, then the application benchmarks (root; BENCH_QUICK=1: short).
 bench: all
 	BUILD=$(BUILD) bench/run.sh; r=$$?; BUILD=$(BUILD) bench/app.sh || r=1; exit $$r
+
+# VM mode: the guest image (kernel + initramfs) in $(BUILD)/vm, from the
+# host's own packages; rebuilt only when an input changed.
+vm-image: all
+	BUILD=$(BUILD) scenarios/vm/mkimage.sh
 
 # GuestLib compatibility matrix: real programs as guests; writes
 # results/compat/summary.json and always exits 0 (a report, not a gate).

@@ -14,13 +14,13 @@ cd "$ROOT" || exit 1
 
 # name|arguments|description  (only experiments that exist)
 EXPERIMENTS=(
-	"fig-switch|[--guests process] [--phase S]|live TCP -> MPTCP switching of a running stream over two 1 Gbit/s paths (HotNets'17 Fig. 2)"
+	"fig-switch|[--guests process|vm] [--phase S]|live TCP -> MPTCP switching of a running stream over two 1 Gbit/s paths (HotNets'17 Fig. 2)"
 	"fig-perf|[--quick] [--only LIST] [--runs N]|application benchmarks, NetKernel vs native alternating: iperf3, sockperf, micro-RPC, nginx+wrk, redis, CPU cost (results/bench/)"
 	"fig-mux|[--quick] [--vms \"1 2 4 8\"] [--reps K]|N VMs with the same load on one shared NSM vs one NSM per VM: throughput and the NSMs' CPU (cores saved)"
 	"fig-isolation|[--quick] [--nsm-rate R] [--cap R]|three VMs share one NSM, one opens 16 streams: per-VM throughput with the CoreEngine's isolation off and on (Jain), then a rate cap"
 )
 # the paper's other figures: not written yet
-PLANNED="shared-memory NSM, userspace (DPDK) NSM, QEMU/KVM guests (--guests vm), ns-3 scale"
+PLANNED="shared-memory NSM, userspace (DPDK) NSM, ns-3 scale"
 
 usage() {
 	echo "usage: ./reproduce.sh fig-NAME [ARGS...] | list | --help"
@@ -137,16 +137,20 @@ for a in "$@"; do
 	-h | --help) exec "$ROOT/scenarios/$name.sh" --help ;;
 	esac
 done
-if [ "$name" = fig-switch ]; then
-	prev=
-	for a in "$@"; do
-		if { [ "$prev" = --guests ] && [ "$a" = vm ]; } || [ "$a" = --guests=vm ]; then
-			echo "fig-switch: --guests vm: not supported yet (issue 5)" >&2
-			exit 2
+# --guests vm|process is every experiment's option: VM mode needs QEMU, a
+# static busybox and a Debian kernel to build the guest image from.
+prev=
+for a in "$@"; do
+	if { [ "$prev" = --guests ] && [ "$a" = vm ]; } || [ "$a" = --guests=vm ]; then
+		NEEDS+=("qemu-system-x86_64 qemu-system-x86" "cpio cpio" "busybox busybox-static" "xz xz-utils")
+		if ! ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 && [ "${NK_NO_INSTALL:-0}" != 1 ]; then
+			echo "== installing linux-image-amd64 (the VM guests' kernel)"
+			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends linux-image-amd64 >/tmp/reproduce-apt.log 2>&1 ||
+				{ echo "reproduce.sh: apt-get install linux-image-amd64 failed; see /tmp/reproduce-apt.log" >&2; exit 1; }
 		fi
-		prev=$a
-	done
-fi
+	fi
+	prev=$a
+done
 install_missing || exit 1
 build || exit 1
 exec "$ROOT/scenarios/$name.sh" "$@"

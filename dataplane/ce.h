@@ -122,6 +122,17 @@ struct ce_vm {
 	struct nk_pool rxfree;
 	uint64_t bad_nqes;
 	uint64_t nqes_in, nqes_out;
+	/* VM mode (ce_vmctl.c): the guests are a QEMU VM's processes; channels
+	 * are claimed through the control lines, not the control socket */
+	bool vmmode;
+	bool down;               /* powered off: its sockets are being reset */
+	int qemu_pidfd;          /* the VM's QEMU process (nkctl vm-pid), -1 none */
+	pid_t qemu_pid;
+	uint32_t vc_seq[CE_MAX_CHAN];  /* private copies of what we published */
+	uint8_t vc_state[CE_MAX_CHAN]; /* enum ce_vc */
+	uint32_t beat;
+	uint32_t boots;          /* vm-pid registrations */
+	uint64_t vc_refused;     /* claims refused */
 	/* live switching */
 	uint32_t switches;
 	uint64_t switch_ns;      /* when the last switch was asked for */
@@ -235,7 +246,10 @@ struct ce {
 #define CE_TAG_KIND(t) ((unsigned)((t) >> 56))
 #define CE_TAG_A(t) ((uint32_t)(((t) >> 28) & 0xfffffff))
 #define CE_TAG_B(t) ((uint32_t)((t) & 0xfffffff))
-enum { CE_EV_LISTEN = 1, CE_EV_CONN, CE_EV_CHAN_EFD, CE_EV_NSM_EFD, CE_EV_SIGNAL };
+enum { CE_EV_LISTEN = 1, CE_EV_CONN, CE_EV_CHAN_EFD, CE_EV_NSM_EFD, CE_EV_SIGNAL, CE_EV_VMPID };
+
+/* VM-mode channel states, private (the published state line follows them). */
+enum ce_vc { CE_VC_FREE = 0, CE_VC_OPEN, CE_VC_REFUSED, CE_VC_RELEASING };
 
 /* ce_main.c */
 uint64_t ce_now_ns(void);
@@ -249,6 +263,9 @@ int ce_vm_open(struct ce *ce, struct ce_vm *vm, char *err, size_t errlen);
 void ce_vm_close(struct ce *ce, struct ce_vm *vm);
 struct ce_vm *ce_vm_find(struct ce *ce, const char *name);
 int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_t *chan);
+int ce_chan_open_at(struct ce *ce, struct ce_vm *vm, uint32_t c, int ctl_fd, pid_t pid);
+bool ce_chan_free(const struct ce_vm *vm, uint32_t c);
+void ce_chan_fork_holdings(struct ce_vm *vm, uint32_t parent, uint32_t c);
 void ce_chan_gone(struct ce *ce, struct ce_vm *vm, uint32_t c);
 void ce_chan_finish(struct ce *ce, struct ce_vm *vm, uint32_t c);
 void ce_chan_maybe_free(struct ce *ce, struct ce_vm *vm, uint32_t c);
@@ -306,6 +323,14 @@ int ce_iso_passes(void);
 int ce_iso_parse_rate(const char *s, uint64_t *out);
 int ce_iso_vm_set(struct ce_vm *vm, const char *key, const char *val, char *err, size_t errlen);
 int ce_iso_nsm_set(struct ce_nsm *n, const char *key, const char *val, char *err, size_t errlen);
+
+/* ce_vmctl.c */
+void ce_vmctl_init(struct ce *ce, struct ce_vm *vm);
+int ce_vmctl_poll(struct ce *ce);
+bool ce_vmctl_any(const struct ce *ce);
+void ce_vmctl_stop(struct ce *ce);
+int ce_vm_set_pid(struct ce *ce, struct ce_vm *vm, pid_t pid, char *err, size_t errlen);
+void ce_vm_down(struct ce *ce, struct ce_vm *vm, const char *why);
 
 /* ce_ctl.c */
 int ce_ctl_listen(struct ce *ce, char *err, size_t errlen);

@@ -134,16 +134,17 @@ static void guest_hello(struct ce *ce, struct ce_conn *cn, const struct nk_ctl_m
 			   vm->name, m->index - 1, strerror(-fork));
 		return;
 	}
+	if (vm->vmmode) {
+		send_error(cn->fd, -EPERM, "VM %s runs in VM mode: its guests attach through the NK device", vm->name);
+		return;
+	}
 	int rc = ce_chan_open(ce, vm, cn->fd, (pid_t)m->pid, &c);
 	if (rc < 0) {
 		send_error(cn->fd, rc, "VM %s: no free channel (%s)", vm->name, strerror(-rc));
 		return;
 	}
-	if (fork) {
-		for (uint32_t s = 0; s < vm->reg.g.nsocks; s++)
-			if (vm->socks[s].state != CE_SK_FREE && (vm->socks[s].holders >> parent & 1))
-				vm->socks[s].holders |= 1ull << c;
-	}
+	if (fork)
+		ce_chan_fork_holdings(vm, parent, c);
 	struct nk_ctl_msg w;
 	nk_ctl_init(&w, NK_CTL_GUEST_WELCOME);
 	w.index = c;
@@ -252,12 +253,13 @@ static void cmd_vms(struct ce *ce, struct outbuf *o, bool json)
 		if (json)
 			out(o, "%s{\"name\":\"%s\",\"ip\":\"%s\",\"nsm\":\"%s\",\"procs\":%u,\"sockets\":%u,"
 			       "\"rx_used\":%u,\"tx_inflight\":%u,\"bad_nqes\":%llu,\"nqes_in\":%llu,\"nqes_out\":%llu,"
-			       "\"switches\":%u,\"migrations\":%u,\"switch_gap_us\":%s,\"weight\":%u,"
-			       "\"rate_bps\":%llu,\"ops_rate\":%llu,\"tx_bytes\":%llu,\"rx_bytes\":%llu,"
+			       "\"switches\":%u,\"migrations\":%u,\"switch_gap_us\":%s,\"mode\":\"%s\",\"boots\":%u,"
+			       "\"weight\":%u,\"rate_bps\":%llu,\"ops_rate\":%llu,\"tx_bytes\":%llu,\"rx_bytes\":%llu,"
 			       "\"capped_nqes\":%llu}",
 			    v ? "," : "", vm->name, ip, ce->nsms[vm->nsm].name, chans, socks, vm_rx_used(vm), tx,
 			    (unsigned long long)vm->bad_nqes, (unsigned long long)vm->nqes_in,
-			    (unsigned long long)vm->nqes_out, vm->switches, vm->migrations, gap, vm->weight,
+			    (unsigned long long)vm->nqes_out, vm->switches, vm->migrations, gap,
+			    vm->vmmode ? "vm" : "process", vm->boots, vm->weight,
 			    (unsigned long long)vm->cap_bytes.rate * 8, (unsigned long long)vm->cap_ops.rate,
 			    (unsigned long long)vm->tx_bytes, (unsigned long long)vm->rx_bytes,
 			    (unsigned long long)vm->iso_capped);
@@ -453,6 +455,42 @@ static int cmd_start(struct ce *ce, struct outbuf *o, const char *nsmname)
 	return 0;
 }
 
+/* VM mode: the launcher registers the VM's QEMU process; its exit brings
+ * the VM down (ce_vm_down), however it exits. */
+static int cmd_vm_pid(struct ce *ce, struct outbuf *o, const char *vmname, const char *pidstr)
+{
+	struct ce_vm *vm = ce_vm_find(ce, vmname);
+	char err[256], *end;
+	if (!vm) {
+		out(o, "no VM named '%s'\n", vmname);
+		return -ENOENT;
+	}
+	long pid = strtol(pidstr, &end, 10);
+	if (*end || pid <= 0 || pid > 0x3fffffff) {
+		out(o, "bad pid '%s'\n", pidstr);
+		return -EINVAL;
+	}
+	int rc = ce_vm_set_pid(ce, vm, (pid_t)pid, err, sizeof(err));
+	if (rc < 0) {
+		out(o, "%s\n", err);
+		return rc;
+	}
+	out(o, "vm %s is QEMU pid %ld\n", vm->name, pid);
+	return 0;
+}
+
+static int cmd_vm_down(struct ce *ce, struct outbuf *o, const char *vmname)
+{
+	struct ce_vm *vm = ce_vm_find(ce, vmname);
+	if (!vm || !vm->vmmode) {
+		out(o, "no VM-mode VM named '%s'\n", vmname);
+		return -ENOENT;
+	}
+	ce_vm_down(ce, vm, "nkctl vm-down");
+	out(o, "vm %s down: its channels dropped, its connections reset\n", vm->name);
+	return 0;
+}
+
 static void run_command(struct ce *ce, struct ce_conn *cn, const char *text)
 {
 	char buf[512], *argv[16], *save = NULL;
@@ -490,9 +528,14 @@ static void run_command(struct ce *ce, struct ce_conn *cn, const char *text)
 		status = cmd_set(ce, &o, true, argv + 1, argc - 1);
 	else if (argc == 2 && !strcmp(argv[0], "start"))
 		status = cmd_start(ce, &o, argv[1]);
+	else if (argc == 3 && !strcmp(argv[0], "vm-pid"))
+		status = cmd_vm_pid(ce, &o, argv[1], argv[2]);
+	else if (argc == 2 && !strcmp(argv[0], "vm-down"))
+		status = cmd_vm_down(ce, &o, argv[1]);
 	else {
 		out(&o, "unknown command '%s' (try: list vms|nsms|conns, stats, switch VM NSM, attach VM NSM, "
-		       "start NSM, set VM weight=W rate=R ops=N, set-nsm NSM iso=on|off rate=R)\n", text);
+		       "start NSM, set VM weight=W rate=R ops=N, set-nsm NSM iso=on|off rate=R, "
+		       "vm-pid VM PID, vm-down VM)\n", text);
 		status = -EINVAL;
 	}
 	/* Send in parts that fit one message. */

@@ -63,9 +63,12 @@ static void usage(FILE *f)
 		"usage: nk-coreengine [--ctl PATH] [--instance ID] [--spin-us N] [--nsm-bin PATH]\n"
 		"                     --nsm name=N[,netns=NS][,stack=kernel|mptcp][,cc=cubic|bbr|reno]\n"
 		"                           [,spin=US][,iso=on|off][,rate=BITS/S] ...\n"
-		"                     --vm name=V,ip=A.B.C.D,nsm=N[,weight=1..1000][,rate=BITS/S][,ops=N/S] ...\n"
-		"                     (iso/rate of an NSM, weight/rate/ops of a VM: docs/ARCHITECTURE.md,\n"
-		"                     \"Multiplexing and isolation\"; nkctl set / set-nsm change them live)\n"
+		"                     --vm name=V,ip=A.B.C.D,nsm=N[,mode=process|vm]\n"
+		"                           [,weight=1..1000][,rate=BITS/S][,ops=N/S] ...\n"
+		"                     (mode=vm: the guests are a QEMU VM's processes, attached through\n"
+		"                     the NK device, see scenarios/vm/nkvm.sh; iso/rate of an NSM and\n"
+		"                     weight/rate/ops of a VM: docs/ARCHITECTURE.md, \"Multiplexing and\n"
+		"                     isolation\"; nkctl set / set-nsm change them live)\n"
 		"                     [--nk-peers PREFIX[,PREFIX...]]  hosts that run NetKernel: their\n"
 		"                     connections are moved on a switch instead of draining\n"
 		"Runs in the foreground; SIGTERM/SIGINT stop it and remove its shm files and socket.\n");
@@ -206,6 +209,11 @@ static void handle_event(struct ce *ce, const struct epoll_event *ev)
 			ce_log("nsm %s: doorbell read: %s", n->name, strerror(errno));
 		break;
 	}
+	case CE_EV_VMPID: {
+		struct ce_vm *vm = &ce->vms[CE_TAG_A(t)];
+		ce_vm_down(ce, vm, "its QEMU process exited");
+		break;
+	}
 	case CE_EV_SIGNAL: {
 		struct signalfd_siginfo si;
 		while (read(ce->sig_fd, &si, sizeof(si)) == sizeof(si)) {
@@ -283,8 +291,15 @@ static void run(struct ce *ce)
 	uint64_t idle_since = 0;
 	uint32_t rounds = 0;
 
+	/* VM-mode guests ring no doorbell (nothing crosses the VM boundary but
+	 * the shared memory): while any VM-mode VM exists, sleep at most 1 ms,
+	 * so their requests and claims wait at most that long. */
+	bool vmmode = ce_vmctl_any(ce);
+
 	while (!ce->stop) {
 		int work = ce_switch_round(ce);
+		if (vmmode && (!work || !(rounds & 63)))
+			work += ce_vmctl_poll(ce);
 		/* While busy, look at the control plane every 256 rounds. */
 		if (work && (++rounds & 255))
 			continue;
@@ -306,7 +321,8 @@ static void run(struct ce *ce)
 					if (!armed)
 						tmo = 0;
 				} else if (prepare_sleep(ce)) {
-					tmo = -1;
+					/* VM-mode channels have no doorbells: poll them */
+					tmo = vmmode ? 1000000 : -1;
 					armed = true;
 				}
 			}
@@ -368,6 +384,7 @@ int main(int argc, char **argv)
 		run(ce);
 		ce_log("stopping");
 	}
+	ce_vmctl_stop(ce);
 	ce_nsm_stop_all(ce);
 	for (int fd = 0; fd < ce->nconns; fd++)
 		if (ce->conns[fd].fd == fd && fd > 0)

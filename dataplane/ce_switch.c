@@ -664,7 +664,7 @@ void ce_flush_wakes(struct ce *ce)
 			if (!ch->wake)
 				continue;
 			ch->wake = false;
-			if (ch->used && nk_ring_needs_wakeup(&ch->down) &&
+			if (ch->used && ch->down_efd >= 0 && nk_ring_needs_wakeup(&ch->down) &&
 			    write(ch->down_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 				ce_log("vm %s chan %u: doorbell: %s", vm->name, c, strerror(errno));
 		}

@@ -19,7 +19,7 @@ int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 	char buf[256], *save = NULL;
 	char name[NK_NAME_MAX] = "", nsm[NK_NAME_MAX] = "";
 	struct in_addr ip = { 0 };
-	bool have_ip = false;
+	bool have_ip = false, vmmode = false;
 	char *iso_kv[3][2];
 	int niso = 0;
 
@@ -41,6 +41,8 @@ int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 			snprintf(nsm, sizeof(nsm), "%s", eq);
 		else if (!strcmp(kv, "ip") && inet_pton(AF_INET, eq, &ip) == 1)
 			have_ip = true;
+		else if (!strcmp(kv, "mode") && (!strcmp(eq, "vm") || !strcmp(eq, "process")))
+			vmmode = !strcmp(eq, "vm");
 		else if ((!strcmp(kv, "weight") || !strcmp(kv, "rate") || !strcmp(kv, "ops")) && niso < 3) {
 			iso_kv[niso][0] = kv;
 			iso_kv[niso++][1] = eq;
@@ -70,6 +72,8 @@ int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 	vm->nsm = (int)n->idx;
 	vm->switch_from = -1;
 	vm->switch_gap_ns = -1;
+	vm->vmmode = vmmode;
+	vm->qemu_pidfd = -1;
 	vm->weight = 1;
 	for (int i = 0; i < niso; i++) {
 		if (ce_iso_vm_set(vm, iso_kv[i][0], iso_kv[i][1], err, errlen) < 0) {
@@ -95,7 +99,9 @@ int ce_vm_open(struct ce *ce, struct ce_vm *vm, char *err, size_t errlen)
 	uint32_t nck;
 
 	snprintf(vm->path, sizeof(vm->path), "/dev/shm/nk-%s-vm-%s", ce->instance, vm->name);
-	int rc = nk_region_create(&vm->reg, vm->path, g, vm->idx, vm->name, vm->ip, err, errlen);
+	/* VM mode: QEMU maps the file as an ivshmem BAR (a power of two). */
+	int rc = vm->vmmode ? nk_region_create_pow2(&vm->reg, vm->path, g, vm->idx, vm->name, vm->ip, err, errlen)
+			    : nk_region_create(&vm->reg, vm->path, g, vm->idx, vm->name, vm->ip, err, errlen);
 	if (rc < 0)
 		return rc;
 	nck = nk_geom_nchunks(&vm->reg.g);
@@ -114,6 +120,8 @@ int ce_vm_open(struct ce *ce, struct ce_vm *vm, char *err, size_t errlen)
 	for (uint32_t c = 0; c < CE_MAX_CHAN; c++) {
 		vm->chan[c].ctl_fd = vm->chan[c].up_efd = vm->chan[c].down_efd = -1;
 	}
+	if (vm->vmmode)
+		ce_vmctl_init(ce, vm);
 	return 0;
 }
 
@@ -144,16 +152,25 @@ void ce_vm_close(struct ce *ce, struct ce_vm *vm)
 	vm->ck_sock = NULL;
 }
 
-/* A fresh channel for a guest process. Its TX partition must be fully back
- * (no chunk in flight) and no completion may still be owed to it. */
-int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_t *out)
+/* Can channel c take a new process? Its TX partition must be fully back (no
+ * chunk in flight) and no completion may still be owed to it. */
+bool ce_chan_free(const struct ce_vm *vm, uint32_t c)
 {
-	for (uint32_t c = 0; c < vm->reg.g.nchan; c++) {
-		struct ce_chan *ch = &vm->chan[c];
-		if (ch->used || ch->tx_inflight || ch->pending)
-			continue;
-		int up = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		int down = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	const struct ce_chan *ch = &vm->chan[c];
+	return !ch->used && !ch->tx_inflight && !ch->pending;
+}
+
+/* Open channel c for a guest process. Process mode gives it two doorbell
+ * eventfds (ctl_fd >= 0); VM mode has none (ctl_fd < 0): both sides poll. */
+int ce_chan_open_at(struct ce *ce, struct ce_vm *vm, uint32_t c, int ctl_fd, pid_t pid)
+{
+	struct ce_chan *ch = &vm->chan[c];
+	int up = -1, down = -1;
+	if (c >= vm->reg.g.nchan || !ce_chan_free(vm, c))
+		return -EBUSY;
+	if (ctl_fd >= 0) {
+		up = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		down = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (up < 0 || down < 0) {
 			int e = errno;
 			if (up >= 0)
@@ -162,39 +179,60 @@ int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_
 				close(down);
 			return -e;
 		}
-		ch->used = true;
-		ch->dead = false;
-		ch->exiting = false;
-		ch->gen++;
-		ch->ctl_fd = ctl_fd;
-		ch->pid = pid;
-		ch->up_efd = up;
-		ch->down_efd = down;
-		ch->wake = false;
-		ch->bad = 0;
-		if (getrandom(ch->key, sizeof(ch->key), 0) != sizeof(ch->key)) {
-			ch->key[0] = (uint32_t)ce_now_ns() ^ 0x9e3779b9u; /* no entropy: still unique */
-			ch->key[1] = (uint32_t)(ce_now_ns() >> 32) ^ (uint32_t)c;
-		}
-		nk_region_up_ring(&vm->reg, c, &ch->up);
-		nk_region_down_ring(&vm->reg, c, &ch->down);
-		nk_ring_reset(&ch->up);
-		nk_ring_reset(&ch->down);
-		/* Every TX chunk of the partition starts with the guest. */
-		for (uint32_t i = 0; i < vm->reg.g.tx_per_chan; i++)
-			vm->ck_state[nk_geom_tx_first(&vm->reg.g, c) + i] = CE_CK_GUEST;
-		if (ce_epoll_add(ce, up, CE_TAG(CE_EV_CHAN_EFD, vm->idx, c)) < 0) {
-			int e = errno;
-			close(up);
-			close(down);
-			ch->up_efd = ch->down_efd = -1;
-			ch->used = false;
-			return -e;
-		}
-		*out = c;
-		return 0;
+	}
+	ch->used = true;
+	ch->dead = false;
+	ch->exiting = false;
+	ch->gen++;
+	ch->ctl_fd = ctl_fd;
+	ch->pid = pid;
+	ch->up_efd = up;
+	ch->down_efd = down;
+	ch->wake = false;
+	ch->bad = 0;
+	if (getrandom(ch->key, sizeof(ch->key), 0) != sizeof(ch->key)) {
+		ch->key[0] = (uint32_t)ce_now_ns() ^ 0x9e3779b9u; /* no entropy: still unique */
+		ch->key[1] = (uint32_t)(ce_now_ns() >> 32) ^ (uint32_t)c;
+	}
+	nk_region_up_ring(&vm->reg, c, &ch->up);
+	nk_region_down_ring(&vm->reg, c, &ch->down);
+	nk_ring_reset(&ch->up);
+	nk_ring_reset(&ch->down);
+	/* Every TX chunk of the partition starts with the guest. */
+	for (uint32_t i = 0; i < vm->reg.g.tx_per_chan; i++)
+		vm->ck_state[nk_geom_tx_first(&vm->reg.g, c) + i] = CE_CK_GUEST;
+	if (up >= 0 && ce_epoll_add(ce, up, CE_TAG(CE_EV_CHAN_EFD, vm->idx, c)) < 0) {
+		int e = errno;
+		close(up);
+		close(down);
+		ch->up_efd = ch->down_efd = -1;
+		ch->used = false;
+		return -e;
+	}
+	return 0;
+}
+
+/* A fresh channel for a guest process (process mode: the first free one). */
+int ce_chan_open(struct ce *ce, struct ce_vm *vm, int ctl_fd, pid_t pid, uint32_t *out)
+{
+	for (uint32_t c = 0; c < vm->reg.g.nchan; c++) {
+		if (!ce_chan_free(vm, c))
+			continue;
+		int rc = ce_chan_open_at(ce, vm, c, ctl_fd, pid);
+		if (rc == 0)
+			*out = c;
+		return rc;
 	}
 	return -EUSERS;
+}
+
+/* A fork child's channel c starts holding every socket its parent holds
+ * (before fork() returns, so the parent cannot close one under the child). */
+void ce_chan_fork_holdings(struct ce_vm *vm, uint32_t parent, uint32_t c)
+{
+	for (uint32_t s = 0; s < vm->reg.g.nsocks; s++)
+		if (vm->socks[s].state != CE_SK_FREE && (vm->socks[s].holders >> parent & 1))
+			vm->socks[s].holders |= 1ull << c;
 }
 
 /* The process on channel c is gone. What it posted before dying still
@@ -207,7 +245,8 @@ void ce_chan_gone(struct ce *ce, struct ce_vm *vm, uint32_t c)
 		return;
 	ch->exiting = true;
 	ch->ctl_fd = -1;
-	ce_epoll_del(ce, ch->up_efd);
+	if (ch->up_efd >= 0)
+		ce_epoll_del(ce, ch->up_efd);
 	if (nk_ring_count(&ch->up) == 0)
 		ce_chan_finish(ce, vm, c);
 }
@@ -217,10 +256,12 @@ void ce_chan_finish(struct ce *ce, struct ce_vm *vm, uint32_t c)
 	struct ce_chan *ch = &vm->chan[c];
 	if (!ch->used)
 		return;
-	if (!ch->exiting)
+	if (!ch->exiting && ch->up_efd >= 0)
 		ce_epoll_del(ce, ch->up_efd);
-	close(ch->up_efd);
-	close(ch->down_efd);
+	if (ch->up_efd >= 0)
+		close(ch->up_efd);
+	if (ch->down_efd >= 0)
+		close(ch->down_efd);
 	ch->up_efd = ch->down_efd = -1;
 	ch->ctl_fd = -1;
 	ch->used = false;
@@ -280,8 +321,10 @@ void ce_sock_release(struct ce *ce, struct ce_vm *vm, uint32_t s)
 		ce_nsm_send(ce, &ce->nsms[sk->old_nsm], &q);
 	}
 	if (sk->state == CE_SK_OPEN && sk->nsm >= 0 && ce->nsms[sk->nsm].state == CE_NSM_UP) {
-		struct nk_nqe q = { .op = NK_OP_CLOSE, .vm = (uint16_t)vm->idx, .sock = sk->nsm_sock,
-				    .chunk = NK_NO_CHUNK };
+		/* A powered-off VM cannot finish its streams: reset them, so the
+		 * peer never takes a cut stream for a complete one. */
+		struct nk_nqe q = { .op = NK_OP_CLOSE, .flags = vm->down ? NK_NQF_ABORT : 0,
+				    .vm = (uint16_t)vm->idx, .sock = sk->nsm_sock, .chunk = NK_NO_CHUNK };
 		ce_nsm_send(ce, &ce->nsms[sk->nsm], &q);
 		sk->state = CE_SK_CLOSING;
 	} else if (sk->state == CE_SK_OPENING || sk->state == CE_SK_CLOSING) {

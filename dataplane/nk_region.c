@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -84,9 +85,27 @@ static void write_hdr(struct nk_region *r, uint32_t id, const char *name, const 
 	h->chunk_off = r->g.chunk_off;
 }
 
+static int region_create(struct nk_region *r, const char *path, const struct nk_geom *g,
+			 uint32_t id, const char *name, const uint8_t ipv4[4], bool pow2,
+			 char *err, size_t errlen);
+
 int nk_region_create(struct nk_region *r, const char *path, const struct nk_geom *g,
 		     uint32_t id, const char *name, const uint8_t ipv4[4],
 		     char *err, size_t errlen)
+{
+	return region_create(r, path, g, id, name, ipv4, false, err, errlen);
+}
+
+int nk_region_create_pow2(struct nk_region *r, const char *path, const struct nk_geom *g,
+			  uint32_t id, const char *name, const uint8_t ipv4[4],
+			  char *err, size_t errlen)
+{
+	return region_create(r, path, g, id, name, ipv4, true, err, errlen);
+}
+
+static int region_create(struct nk_region *r, const char *path, const struct nk_geom *g,
+			 uint32_t id, const char *name, const uint8_t ipv4[4], bool pow2,
+			 char *err, size_t errlen)
 {
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
@@ -101,7 +120,11 @@ int nk_region_create(struct nk_region *r, const char *path, const struct nk_geom
 		snprintf(err, errlen, "cannot create region %s: %s", path, strerror(e));
 		return -e;
 	}
-	if (ftruncate(fd, (off_t)r->g.size) < 0) {
+	r->map_len = r->g.size;
+	if (pow2)
+		while (r->map_len & (r->map_len - 1))
+			r->map_len += r->map_len & -r->map_len; /* next power of two */
+	if (ftruncate(fd, (off_t)r->map_len) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "cannot size region %s to %llu bytes: %s", path,
 			 (unsigned long long)r->g.size, strerror(e));
@@ -109,7 +132,7 @@ int nk_region_create(struct nk_region *r, const char *path, const struct nk_geom
 		unlink(path);
 		return -e;
 	}
-	void *p = mmap(NULL, r->g.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *p = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
 		int e = errno;
 		snprintf(err, errlen, "cannot map region %s: %s", path, strerror(e));
@@ -141,13 +164,18 @@ int nk_region_map_fd(struct nk_region *r, int fd, uint32_t want_kind, char *err,
 		snprintf(err, errlen, "NK region is missing or smaller than its header");
 		return -EINVAL;
 	}
-	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
-		snprintf(err, errlen, "cannot read NK region header");
-		return -EIO;
+	uint64_t len = (uint64_t)st.st_size;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		int e = errno;
+		snprintf(err, errlen, "cannot map NK region: %s", strerror(e));
+		return -e;
 	}
+	memcpy(&h, p, sizeof(h)); /* validated from our copy only */
 	if (h.magic != NK_ABI_MAGIC || h.version != NK_ABI_VERSION || h.kind != want_kind) {
 		snprintf(err, errlen, "NK region header mismatch (magic %#x version %u kind %u, want version %u kind %u)",
 			 h.magic, h.version, h.kind, NK_ABI_VERSION, want_kind);
+		munmap(p, len);
 		return -EPROTO;
 	}
 	struct nk_geom g = {
@@ -156,27 +184,22 @@ int nk_region_map_fd(struct nk_region *r, int fd, uint32_t want_kind, char *err,
 		.tx_per_chan = h.tx_per_chan, .nrx = h.nrx,
 	};
 	if (nk_geom_layout(&g) < 0 || g.size != h.region_size || g.chan_off != h.chan_off ||
-	    g.sock_off != h.sock_off || g.chunk_off != h.chunk_off ||
-	    g.size > (uint64_t)st.st_size) {
+	    g.sock_off != h.sock_off || g.chunk_off != h.chunk_off || g.size > len) {
 		snprintf(err, errlen, "NK region layout is inconsistent with its size");
+		munmap(p, len);
 		return -EPROTO;
-	}
-	void *p = mmap(NULL, g.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED) {
-		int e = errno;
-		snprintf(err, errlen, "cannot map NK region: %s", strerror(e));
-		return -e;
 	}
 	r->base = p;
 	r->g = g;
 	r->fd = fd;
+	r->map_len = len;
 	return 0;
 }
 
 void nk_region_unmap(struct nk_region *r)
 {
 	if (r->base)
-		munmap(r->base, r->g.size);
+		munmap(r->base, r->map_len ? r->map_len : r->g.size);
 	if (r->fd >= 0)
 		close(r->fd);
 	r->base = NULL;

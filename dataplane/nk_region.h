@@ -35,6 +35,7 @@ struct nk_region {
 	uint8_t *base;
 	struct nk_geom g;
 	int fd;
+	uint64_t map_len; /**< bytes mapped: g.size, or the whole file/BAR */
 };
 
 /** Default VM geometry (see docs/ARCHITECTURE.md for the reasoning). */
@@ -55,8 +56,16 @@ int nk_geom_layout(struct nk_geom *g);
 int nk_region_create(struct nk_region *r, const char *path, const struct nk_geom *g,
 		     uint32_t id, const char *name, const uint8_t ipv4[4],
 		     char *err, size_t errlen);
+/** The same, with the file rounded up to a power of two (>= g.size): QEMU's
+ *  ivshmem exposes the file as a PCI BAR, whose size must be a power of two.
+ *  The bytes past g.size are unused. */
+int nk_region_create_pow2(struct nk_region *r, const char *path, const struct nk_geom *g,
+			  uint32_t id, const char *name, const uint8_t ipv4[4],
+			  char *err, size_t errlen);
 /** Map a region received as an fd (guest or NSM side) and validate its header
- *  against the file size. The fd is kept. */
+ *  against the file size. The fd is kept. The whole file is mapped and the
+ *  header copied out of the mapping (a PCI BAR's sysfs resource file can be
+ *  mapped but not read). */
 int nk_region_map_fd(struct nk_region *r, int fd, uint32_t want_kind, char *err, size_t errlen);
 void nk_region_unmap(struct nk_region *r);
 

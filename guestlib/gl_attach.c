@@ -130,14 +130,93 @@ static int nk_gl_hello(int ctl, const char *vm, uint32_t parent, const uint32_t 
 	return 0;
 }
 
+/* Take over channel chan of a mapped region: TX pool, rings, fds (process
+ * mode: control connection and doorbells; VM mode: all -1). On failure the
+ * caller releases what it passed in. */
+static int nk_gl_adopt(struct nk_region *reg, uint32_t chan, int ctl, int up, int down,
+		       const uint32_t key[2])
+{
+	if (chan >= reg->g.nchan) {
+		nk_gl_warn("netkernel: CoreEngine gave channel %u of %u", chan, reg->g.nchan);
+		return -EPROTO;
+	}
+	struct nk_gl_sock **owner = calloc(reg->g.tx_per_chan, sizeof(*owner));
+	if (!owner || nk_pool_init(&nk_gl.pool, nk_geom_tx_first(&reg->g, chan), reg->g.tx_per_chan) < 0) {
+		free(owner);
+		return -ENOMEM;
+	}
+	/* We only ever read down_efd after poll() said so, but two threads may
+	 * both see it readable: non-blocking keeps the loser from hanging. */
+	if (down >= 0) {
+		int fl = REAL(fcntl)(down, F_GETFL);
+		if (fl >= 0)
+			(void)REAL(fcntl)(down, F_SETFL, fl | O_NONBLOCK);
+	}
+	nk_gl.reg = *reg;
+	nk_gl.chan = chan;
+	nk_gl.ctl_fd = ctl;
+	nk_gl.up_efd = up;
+	nk_gl.down_efd = down;
+	nk_gl.tx_owner = owner;
+	nk_gl.nchunks = nk_geom_nchunks(&reg->g);
+	nk_region_up_ring(reg, chan, &nk_gl.up);
+	nk_region_down_ring(reg, chan, &nk_gl.down);
+	nk_gl.pid = (uint32_t)getpid();
+	memcpy(nk_gl.key, key, sizeof(nk_gl.key));
+	nk_gl.state = NK_GL_ATTACHED;
+	return 0;
+}
+
+/* VM mode (NK_DEVICE set, by the guest's /init): the NK device is a PCI BAR;
+ * the channel is claimed through its control lines (gl_vm.c). */
+static int nk_gl_vm_attach(void)
+{
+	char err[300];
+	struct nk_region reg;
+	int r = nk_gl_vm_map(&reg, err, sizeof(err));
+	if (r < 0) {
+		nk_gl_warn("netkernel: %s", err);
+		return r;
+	}
+	nk_gl_vm_release_mine(&reg);
+	uint32_t chan = 0, seq = 0, key[2];
+	for (int tries = 0;; tries++) {
+		r = nk_gl_vm_claim(&reg, 0, NULL, &chan, &seq, key);
+		if (r != -EAGAIN || tries >= 16)
+			break;
+	}
+	if (r < 0) {
+		nk_gl_warn("netkernel: no channel on the NK device of VM '%.*s': %s%s", NK_NAME_MAX - 1,
+			   nk_region_hdr(&reg)->name, strerror(-r), r == -ETIMEDOUT || r == -ECONNREFUSED ?
+			   " (no CoreEngine serves this device)" : "");
+		nk_region_unmap(&reg);
+		return r == -EAGAIN ? -EUSERS : r;
+	}
+	nk_gl.vmmode = true;
+	nk_gl.vc_seq = seq;
+	nk_gl.vc_beat_ms = 0;
+	r = nk_gl_adopt(&reg, chan, -1, -1, -1, key);
+	if (r < 0) {
+		__atomic_store_n(&nk_region_chan(&reg, chan)->ctl.gone, seq, __ATOMIC_RELEASE);
+		nk_region_unmap(&reg);
+	}
+	return r;
+}
+
 int nk_gl_attach(void)
 {
 	if (nk_gl.state == NK_GL_ATTACHED)
 		return 0;
 	if (nk_gl.state == NK_GL_DEAD) {
-		nk_gl_warn("netkernel: lost the CoreEngine at %s", nk_ctl_path());
+		if (nk_gl.vmmode)
+			nk_gl_warn("netkernel: lost the CoreEngine behind the NK device");
+		else
+			nk_gl_warn("netkernel: lost the CoreEngine at %s", nk_ctl_path());
 		return -ECONNREFUSED;
 	}
+	const char *dev = getenv("NK_DEVICE");
+	if (dev && *dev)
+		return nk_gl_vm_attach();
 	const char *vm = getenv("NK_VM");
 	if (!vm || !*vm) {
 		nk_gl_warn("netkernel: NK_VM is not set; run the program with nkrun "
@@ -177,39 +256,13 @@ int nk_gl_attach(void)
 	/* The mapping outlives the fd; one fewer internal fd to protect. */
 	REAL(close)(reg.fd);
 	reg.fd = -1;
-	if (chan >= reg.g.nchan) {
-		nk_gl_warn("netkernel: CoreEngine gave channel %u of %u", chan, reg.g.nchan);
+	r = nk_gl_adopt(&reg, chan, ctl, fds[1], fds[2], key);
+	if (r < 0) {
 		nk_region_unmap(&reg);
 		nk_gl_close_fds(fds + 1, 2);
 		REAL(close)(ctl);
-		return -EPROTO;
 	}
-	struct nk_gl_sock **owner = calloc(reg.g.tx_per_chan, sizeof(*owner));
-	if (!owner || nk_pool_init(&nk_gl.pool, nk_geom_tx_first(&reg.g, chan), reg.g.tx_per_chan) < 0) {
-		free(owner);
-		nk_region_unmap(&reg);
-		nk_gl_close_fds(fds + 1, 2);
-		REAL(close)(ctl);
-		return -ENOMEM;
-	}
-	/* We only ever read down_efd after poll() said so, but two threads may
-	 * both see it readable: non-blocking keeps the loser from hanging. */
-	int fl = REAL(fcntl)(fds[2], F_GETFL);
-	if (fl >= 0)
-		(void)REAL(fcntl)(fds[2], F_SETFL, fl | O_NONBLOCK);
-	nk_gl.reg = reg;
-	nk_gl.chan = chan;
-	nk_gl.ctl_fd = ctl;
-	nk_gl.up_efd = fds[1];
-	nk_gl.down_efd = fds[2];
-	nk_gl.tx_owner = owner;
-	nk_gl.nchunks = nk_geom_nchunks(&reg.g);
-	nk_region_up_ring(&reg, chan, &nk_gl.up);
-	nk_region_down_ring(&reg, chan, &nk_gl.down);
-	nk_gl.pid = (uint32_t)getpid();
-	memcpy(nk_gl.key, key, sizeof(key));
-	nk_gl.state = NK_GL_ATTACHED;
-	return 0;
+	return r;
 }
 
 /* ---- fork ----
@@ -236,6 +289,21 @@ static void nk_gl_atfork_prepare(void)
 {
 	nk_gl_lock();
 	nk_gl.fork_ctl = nk_gl.fork_up = nk_gl.fork_down = -1;
+	nk_gl.fork_vm = false;
+	if (nk_gl.state == NK_GL_ATTACHED && nk_gl.vmmode) {
+		/* VM mode: claim the child's channel on the device, fork_of =
+		 * our channel with our key; the CoreEngine copies our holdings
+		 * before it publishes OPEN. If fork() then fails, the channel
+		 * carries our pid and goes when we do. */
+		uint32_t chan, seq, key[2];
+		if (nk_gl_vm_claim(&nk_gl.reg, nk_gl.chan + 1, nk_gl.key, &chan, &seq, key) == 0) {
+			nk_gl.fork_vm = true;
+			nk_gl.fork_chan = chan;
+			nk_gl.fork_seq = seq;
+			memcpy(nk_gl.fork_key, key, sizeof(key));
+		}
+		return;
+	}
 	const char *vm = getenv("NK_VM");
 	if (nk_gl.state != NK_GL_ATTACHED || !vm)
 		return;
@@ -263,6 +331,7 @@ static void nk_gl_atfork_prepare(void)
 
 static void nk_gl_atfork_parent(void)
 {
+	nk_gl.fork_vm = false;
 	nk_gl_fork_close();
 	nk_gl_unlock();
 }
@@ -279,9 +348,11 @@ static int nk_gl_fork_adopt(void)
 	}
 	int old[3] = { nk_gl.ctl_fd, nk_gl.up_efd, nk_gl.down_efd };
 	nk_gl_close_fds(old, 3);
-	int fl = REAL(fcntl)(nk_gl.fork_down, F_GETFL);
-	if (fl >= 0)
-		(void)REAL(fcntl)(nk_gl.fork_down, F_SETFL, fl | O_NONBLOCK);
+	if (nk_gl.fork_down >= 0) {
+		int fl = REAL(fcntl)(nk_gl.fork_down, F_GETFL);
+		if (fl >= 0)
+			(void)REAL(fcntl)(nk_gl.fork_down, F_SETFL, fl | O_NONBLOCK);
+	}
 	nk_gl.ctl_fd = nk_gl.fork_ctl;
 	nk_gl.up_efd = nk_gl.fork_up;
 	nk_gl.down_efd = nk_gl.fork_down;
@@ -297,6 +368,12 @@ static int nk_gl_fork_adopt(void)
 	nk_gl.reqs = NULL; /* the parent's requests complete on its channel */
 	nk_gl.sleepers = 0;
 	nk_gl.pid = (uint32_t)getpid();
+	if (nk_gl.vmmode) {
+		nk_gl.vc_seq = nk_gl.fork_seq;
+		nk_gl.vc_beat_ms = 0;
+		nk_gl.fork_vm = false;
+		nk_gl_vm_adopt_pid(&nk_gl.reg, nk_gl.chan, nk_gl.vc_seq);
+	}
 	nk_gl_fd_fork_keep();
 	return 0;
 }
@@ -306,8 +383,9 @@ static void nk_gl_atfork_child(void)
 	pthread_mutex_init(&nk_gl.lock, NULL);
 	if (nk_gl.state == NK_GL_DETACHED)
 		return;
-	if (nk_gl.fork_ctl >= 0 && nk_gl_fork_adopt() == 0)
+	if ((nk_gl.fork_ctl >= 0 || nk_gl.fork_vm) && nk_gl_fork_adopt() == 0)
 		return;
+	nk_gl.fork_vm = false;
 	nk_gl_fork_close();
 	/* No channel for the child: it re-attaches on its next socket(), and
 	 * the sockets it inherited are stale (no channel of it holds them). */

@@ -78,11 +78,22 @@ bool nk_gl_writable(struct nk_gl_sock *s)
 	return s->tx_inflight < NK_GL_SOCK_TX_MAX && nk_pool_avail(&nk_gl.pool) > 0;
 }
 
+/* Wait for TX window room. (It used to share the connect wait's
+ * "conn != PENDING" term, which is true on every connected socket: a blocked
+ * send then spun instead of sleeping, and in VM mode never noticed a dead
+ * channel.) */
 static bool nk_gl_send_wakeup(void *arg)
 {
 	struct nk_gl_sock *s = arg;
 	return nk_gl_writable(s) || s->send_err || s->nfds == 0 || s->corrupt ||
-	       s->conn != NK_GL_CONN_PENDING ||
+	       __atomic_load_n(&s->slot->state, __ATOMIC_ACQUIRE) == NK_SS_CLOSED;
+}
+
+/* Wait for a pending connect to finish. */
+static bool nk_gl_connect_wakeup(void *arg)
+{
+	struct nk_gl_sock *s = arg;
+	return s->send_err || s->nfds == 0 || s->corrupt || s->conn != NK_GL_CONN_PENDING ||
 	       __atomic_load_n(&s->slot->state, __ATOMIC_ACQUIRE) == NK_SS_CLOSED;
 }
 
@@ -123,7 +134,7 @@ static int nk_gl_send_check(struct nk_gl_sock *s, bool nonblock, const struct ti
 			return s->type == SOCK_DGRAM ? -EDESTADDRREQ : -EPIPE;
 		if (nonblock)
 			return -EAGAIN;
-		int w = nk_gl_wait_io(nk_gl_send_wakeup, s, dl);
+		int w = nk_gl_wait_io(nk_gl_connect_wakeup, s, dl);
 		if (w == 0)
 			return -EAGAIN;
 		if (w < 0)

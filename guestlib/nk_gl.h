@@ -39,6 +39,11 @@
  *     connect interrupted keeps connecting.
  *   - The CoreEngine going away (control socket EOF) makes every NetKernel
  *     call fail with ECONNRESET instead of hanging.
+ *   - VM mode (NK_DEVICE set by the guest's /init): the region is the NK
+ *     device's PCI BAR, the channel is claimed through its control lines
+ *     (gl_vm.c), there are no fds (ctl/up/down stay -1) and waits poll with
+ *     back-off; a state line that leaves OPEN, or a heartbeat that stops
+ *     for 10 s, counts as the control socket's EOF.
  *   - UDP: one rx DATA entry is one datagram (a read returns one, the part
  *     that does not fit is dropped); recvfrom names the sender the NSM wrote
  *     into the chunk's header (NK_DGRAM_HDR), copied and validated, else the
@@ -185,6 +190,14 @@ struct nk_gl_proc {
 	int fork_ctl, fork_up, fork_down;
 	uint32_t fork_chan, fork_key[2];
 	uint64_t bad_nqes;        /* completions that failed validation */
+	/* VM mode (gl_vm.c): the channel came from the NK device's control
+	 * lines; no control socket, no doorbells (fds stay -1) */
+	bool vmmode;
+	uint32_t vc_seq;          /* our channel's incarnation */
+	uint32_t vc_beat;         /* last CoreEngine heartbeat seen ... */
+	uint64_t vc_beat_ms;      /* ... and when it changed */
+	bool fork_vm;             /* prepare handler claimed the child's channel */
+	uint32_t fork_seq;
 };
 
 extern struct nk_gl_proc nk_gl;
@@ -196,6 +209,20 @@ static inline void nk_gl_unlock(void) { pthread_mutex_unlock(&nk_gl.lock); }
 int nk_gl_attach(void);                 /* under lock; 0 or -errno */
 bool nk_gl_is_internal(int fd);         /* control socket or doorbell */
 int nk_gl_protect_fd(int fd);           /* move an internal fd off `fd` */
+
+/* gl_vm.c: VM mode */
+#define NK_GL_VM_POLL_MAX_US 1000        /* poll step of a young wait */
+#define NK_GL_VM_IDLE_AFTER_US 100000    /* a wait this old is idle ... */
+#define NK_GL_VM_IDLE_MAX_US 10000       /* ... and polls at most this slowly */
+#define NK_GL_VM_IDLE2_AFTER_US 1000000  /* a wait this old ... */
+#define NK_GL_VM_IDLE2_MAX_US 50000      /* ... at most this slowly */
+int nk_gl_vm_map(struct nk_region *reg, char *err, size_t errlen);
+void nk_gl_vm_release_mine(const struct nk_region *reg);
+int nk_gl_vm_claim(const struct nk_region *reg, uint32_t fork_of, const uint32_t pkey[2],
+		   uint32_t *chan, uint32_t *seq, uint32_t key[2]);
+void nk_gl_vm_adopt_pid(const struct nk_region *reg, uint32_t c, uint32_t seq);
+bool nk_gl_vm_alive(void);
+void nk_gl_vm_backoff(uint32_t *us);
 
 /* gl_fd.c: the fd table */
 #define NK_GL_FD_MAX (1 << 20)

@@ -76,6 +76,7 @@ struct nk_sl_sock {
 	bool bound;
 	bool rx_stop;      /* FIN/error delivered: never read again */
 	bool closing;      /* CLOSE received: flushing, then CLOSED */
+	bool abort;        /* CLOSE with NK_NQF_ABORT: reset, drop queued data */
 	bool stash_wait;   /* reading stopped for lack of RX chunks */
 	int64_t h;         /* stack handle */
 	uint32_t rx_out;   /* rx entries posted minus RX_CREDIT */

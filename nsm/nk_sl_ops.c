@@ -559,7 +559,11 @@ void nk_sl_dispatch(struct nk_sl *sl, const struct nk_nqe *nqe)
 		return;
 	case NK_OP_CLOSE:
 		s = nk_sl_sock_get(sl, nqe);
-		if (s && !s->closing) {
+		if (s && (nqe->flags & NK_NQF_ABORT)) {
+			/* its VM is gone: nothing will read or finish this stream */
+			s->abort = true;
+			nk_sl_sock_drop(sl, s, true);
+		} else if (s && !s->closing) {
 			nk_sl_sock_close(sl, s);
 		} else if (!s) {
 			/* Unknown: answer anyway so the CE's table converges. */

@@ -108,6 +108,7 @@ static void sock_release(struct nk_sl *sl, struct nk_sl_sock *s)
 	s->state = NK_SLS_FREE;
 	s->h = -1;
 	s->qcount = 0;
+	s->abort = false;
 	s->next_free = sl->free_head;
 	sl->free_head = s->id;
 	sl->nused--;
@@ -626,7 +627,7 @@ void nk_sl_sock_drop(struct nk_sl *sl, struct nk_sl_sock *s, bool post_closed)
 	}
 	/* Unsent data being thrown away: reset, so the peer cannot mistake a
 	 * truncated stream for a complete one. */
-	bool abort = s->qcount > 0;
+	bool abort = s->qcount > 0 || s->abort;
 	if (post_closed && s->conn_pending)
 		nk_sl_complete(sl, &s->conn_req, -ECONNABORTED);
 	s->conn_pending = false;

@@ -32,6 +32,12 @@
 # Exit status: 0 when every run verified its stream and both switches worked;
 # 1 otherwise (the outputs are still written); 2 usage.
 #
+# --guests vm: the two NetKernel cases run their nk_stream inside QEMU VMs
+# (scenarios/vm/nkvm.sh: no NIC, only the NK device; KVM if it works, TCG
+# otherwise); the CoreEngines declare vs and vr with mode=vm. Time 0 is when
+# the host sees the receiver VM report its first byte on its console; the
+# receiver's series comes out of the VM on its console after the run.
+#
 # Environment: BUILD, NK_LINK_RATE, NK_CC (default cubic), NK_COLD_PHASE,
 # NK_KEEP=1 (keep the testbed's temporary directory).
 set -uo pipefail
@@ -59,10 +65,10 @@ while [ $# -gt 0 ]; do
 	esac
 done
 case $GUESTS in
-process) ;;
-vm) echo "fig-switch: --guests vm: not supported yet (issue 5)" >&2; exit 2 ;;
+process | vm) ;;
 *) echo "fig-switch: --guests must be process or vm, not '$GUESTS'" >&2; exit 2 ;;
 esac
+export TB2_GUESTS=$GUESTS
 if ! [[ $PHASE =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v p="$PHASE" 'BEGIN { exit !(p >= 1 && p <= 300) }'; then
 	echo "fig-switch: --phase wants seconds between 1 and 300, not '$PHASE'" >&2
 	exit 2
@@ -145,11 +151,24 @@ run_case() {
 	native_mptcp)
 		tb_bg rcv "$rlog" "${MPTCP_RUN[@]}" "$STREAM" recv -C "$CC" -i "$IV_MS" -o "$csv" "$port" >/dev/null ;;
 	nk)
-		tb2_guest_bg vr "$rlog" "$STREAM" recv -i "$IV_MS" -o "$csv" "$port" >/dev/null ;;
+		if [ "$GUESTS" = vm ]; then
+			# The receiver's CSV is inside the VM: it is printed on the
+			# console after the run and cut out of the output (vm_csv).
+			tb2_vm_bg vr "$OUT/logs/$c-vr.console" "$rlog" -- "/nk/bin/nk_stream recv -i $IV_MS -o /tmp/r.csv $port; rc=\$?; echo NK-CSV-BEGIN; cat /tmp/r.csv; echo NK-CSV-END; exit \$rc" >/dev/null
+		else
+			tb2_guest_bg vr "$rlog" "$STREAM" recv -i "$IV_MS" -o "$csv" "$port" >/dev/null
+		fi ;;
 	esac
 	pr=$TB_LAST_PID
-	res "$c" recv_launched_pid "$pr"
-	if ! tb_wait_for 10 grep -q '^listening on' "$rlog"; then
+	# a VM's processes have the VM's pids: only their own start/end pids count
+	[ "$mode" = nk ] && [ "$GUESTS" = vm ] || res "$c" recv_launched_pid "$pr"
+	# live output: a process's log, or a VM's serial console (which first
+	# has to boot: TCG on a busy host takes tens of seconds)
+	local rlive=$rlog slive=$slog wait_s=10
+	if [ "$mode" = nk ] && [ "$GUESTS" = vm ]; then
+		rlive=$OUT/logs/$c-vr.console slive=$OUT/logs/$c-vs.console wait_s=300
+	fi
+	if ! tb_wait_for "$wait_s" grep -q 'listening on' "$rlive"; then
 		say "   the receiver did not start listening: $(tail -n 3 "$rlog" | tr '\n' ' ')"
 		res "$c" error "receiver did not start"
 		kill -TERM "$pr" 2>/dev/null
@@ -162,11 +181,15 @@ run_case() {
 	native_mptcp)
 		tb_bg snd "$slog" "${MPTCP_RUN[@]}" "$STREAM" send -C "$CC" -b "$TB2_VS_IP" "$TB2_VR_IP" "$port" "$secs" >/dev/null ;;
 	nk)
-		tb2_guest_bg vs "$slog" "$STREAM" send "$TB2_VR_IP" "$port" "$secs" >/dev/null ;;
+		if [ "$GUESTS" = vm ]; then
+			tb2_vm_bg vs "$slive" "$slog" -- "/nk/bin/nk_stream send $TB2_VR_IP $port $secs" >/dev/null
+		else
+			tb2_guest_bg vs "$slog" "$STREAM" send "$TB2_VR_IP" "$port" "$secs" >/dev/null
+		fi ;;
 	esac
 	ps=$TB_LAST_PID
-	res "$c" send_launched_pid "$ps"
-	if ! tb_wait_for 15 grep -q '^first byte at' "$rlog"; then
+	[ "$mode" = nk ] && [ "$GUESTS" = vm ] || res "$c" send_launched_pid "$ps"
+	if ! tb_wait_for $((wait_s + 5)) grep -q 'first byte at' "$rlive"; then
 		say "   no data arrived within 15 s; sender: $(tail -n 3 "$slog" | tr '\n' ' ')"
 		res "$c" error "no data arrived"
 		kill -TERM "$ps" "$pr" 2>/dev/null
@@ -174,11 +197,18 @@ run_case() {
 		tb_wait_pid "$pr" 5 >/dev/null 2>&1
 		return 1
 	fi
-	fb=$(awk '/^first byte at/ { print $4; exit }' "$rlog")
+	if [ "$rlive" = "$rlog" ]; then
+		fb=$(awk '/^first byte at/ { print $4; exit }' "$rlog")
+	else
+		# A VM's clock is its own (set from the RTC at boot, to the
+		# second): time 0 is when the host saw the first byte reported.
+		fb=$(now)
+		res "$c" vm_boot_s "$(sed -nE 's/.*booted in ([0-9.]+) s.*/\1/p' "$rlog" | head -n 1)"
+	fi
 	res "$c" first_byte_epoch "$fb"
 	k=1
 	probe_at=$(fcalc "$fb + ${sw:-$secs} / 2")
-	deadline=$(fcalc "$fb + $secs + 30")
+	deadline=$(fcalc "$fb + $secs + 60")
 	while [ -d "/proc/$ps" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$ps/status" 2>/dev/null; do
 		t=$(now)
 		fge "$t" "$deadline" && { say "   the sender is still running 30 s after its end: stopping it"; res "$c" error "sender hung"; kill -TERM "$ps"; break; }
@@ -199,20 +229,27 @@ run_case() {
 				grep -oE '\b(cubic|reno|bbr)\b' | sort -u | tr '\n' ' ' | sed 's/ $//')"
 			probed=1
 		fi
-		if fge "$t" "$(fcalc "$fb + $k + 0.05")"; then
+		if [ "$rlive" != "$rlog" ]; then
+			: # VM: the series is inside the VM until the end
+		elif fge "$t" "$(fcalc "$fb + $k + 0.05")"; then
 			rate=$(csv_rate "$csv" $((k - 1)) "$k")
 			say "   t=$(printf '%3d' "$k") s  $(printf '%6s' "${rate:-?}") Mbit/s"
 			k=$((k + 1))
 			continue
 		fi
 		next=$(fcalc "$fb + $k + 0.05")
+		[ "$rlive" != "$rlog" ] && next=$(fcalc "$(now) + 0.5")
 		[ -n "$sw" ] && [ $sw_done = 0 ] && next=$(awk -v a="$next" -v b="$(fcalc "$fb + $sw")" 'BEGIN { print (a < b ? a : b) }')
 		[ $probed = 0 ] && next=$(awk -v a="$next" -v b="$probe_at" 'BEGIN { print (a < b ? a : b) }')
 		sleep "$(awk -v n="$next" -v t="$(now)" 'BEGIN { d = n - t; if (d < 0.005) d = 0.005; if (d > 1) d = 1; printf "%.3f", d }')"
 	done
 	local rs=0 rr=0
-	tb_wait_pid "$ps" 30 >/dev/null 2>&1 || rs=$?
-	tb_wait_pid "$pr" 30 >/dev/null 2>&1 || rr=$?
+	tb_wait_pid "$ps" 60 >/dev/null 2>&1 || rs=$?
+	tb_wait_pid "$pr" 60 >/dev/null 2>&1 || rr=$?
+	if [ "$rlive" != "$rlog" ]; then
+		awk '/^NK-CSV-BEGIN/ { on = 1; next } /^NK-CSV-END/ { on = 0 } on' "$rlog" >"$csv"
+		[ -s "$csv" ] || rm -f "$csv"
+	fi
 	# the seconds the loop did not get to print
 	while fge "$secs" "$k"; do
 		rate=$(csv_rate "$csv" $((k - 1)) "$k")
@@ -253,6 +290,13 @@ ID="fs$(($$ % 100000))"
 say "fig-switch: live TCP -> MPTCP switching (NetKernel HotNets'17 Fig. 2)"
 say "  runs of $DUR s, switch at t=$PHASE s (t=0: the receiver's first byte); cold run $COLD_DUR s, switch at $COLD s"
 say "  results in $OUT"
+VM_ACCEL=
+if [ "$GUESTS" = vm ]; then
+	say "== guests are QEMU VMs (only device: the NK device); building the image, choosing the accelerator"
+	BUILD=$TB_VM_BUILD "$ROOT/scenarios/vm/mkimage.sh" || { echo "fig-switch: cannot build the VM image" >&2; exit 1; }
+	VM_ACCEL=$(BUILD=$TB_VM_BUILD "$ROOT/scenarios/vm/nkvm.sh" --accel-probe) || exit 1
+	say "   accelerator: $VM_ACCEL (TCG is much slower than KVM: NetKernel throughput is bounded by the guests' CPU)"
+fi
 say "== testbed: snd <-> rcv over two ${NK_LINK_RATE:-1gbit} links (tbf), MPTCP endpoints, guest namespaces"
 tb2_net_up "$ID" || { echo "fig-switch: testbed setup failed" >&2; exit 1; }
 
@@ -304,7 +348,8 @@ fi
 
 say "== summary"
 python3 "$ROOT/scenarios/lib/fig_switch.py" --dir "$TB_DIR" --out "$OUT" --phase "$PHASE" --cold "$COLD" \
-	--interval-ms "$IV_MS" --cc "$CC" --rate "${NK_LINK_RATE:-1gbit}" --elapsed "$(($(date +%s) - T_START))"
+	--interval-ms "$IV_MS" --cc "$CC" --rate "${NK_LINK_RATE:-1gbit}" --elapsed "$(($(date +%s) - T_START))" \
+	--guests "$GUESTS" --accel "${VM_ACCEL:-}"
 rc=$?
 if [ -f "$TB_DIR/plot.gp" ]; then
 	if gnuplot "$TB_DIR/plot.gp" 2>"$TB_DIR/gnuplot.err"; then

@@ -4,7 +4,7 @@
  *
  *   nkctl [--ctl PATH] [--json] list vms|nsms|conns
  *   nkctl [--ctl PATH] stats
- *   nkctl [--ctl PATH] switch|attach VM NSM, start NSM
+ *   nkctl [--ctl PATH] switch|attach VM NSM, start NSM, vm-pid VM PID, vm-down VM
  *   nkctl [--ctl PATH] set VM weight=W rate=R ops=N, set-nsm NSM iso=on|off rate=R
  */
 #include <stdio.h>
@@ -22,7 +22,9 @@ static void usage(FILE *f)
 		   "       nkctl [--ctl PATH] set VM [weight=1..1000] [rate=BITS/S] [ops=N/S]\n"
 		   "                                        share and caps of a VM (rate/ops 0 = no cap)\n"
 		   "       nkctl [--ctl PATH] set-nsm NSM [iso=on|off] [rate=BITS/S]\n"
-		   "                                        weighted-fair admission towards NSM at that rate\n");
+		   "                                        weighted-fair admission towards NSM at that rate\n"
+		   "       nkctl [--ctl PATH] vm-pid VM PID   VM mode: PID is VM's QEMU; its exit brings VM down\n"
+		   "       nkctl [--ctl PATH] vm-down VM      VM mode: drop VM's channels, reset its connections\n");
 }
 
 int main(int argc, char **argv)

@@ -17,6 +17,7 @@
  *   chan_off          +--------------------------------------------------+
  *                     | channel 0: up ring   (guest -> CoreEngine)       |
  *                     |            down ring (CoreEngine -> guest)       |
+ *                     |            control lines (VM mode: claim, state) |
  *                     | channel 1 ...   (one channel per guest process)  |
  *   sock_off          +--------------------------------------------------+
  *                     | socket slot 0 .. nsocks-1 (nk_sock_slot)         |
@@ -55,7 +56,7 @@
 #include <stdint.h>
 
 #define NK_ABI_MAGIC      0x4e4b5247u /**< "NKRG" */
-#define NK_ABI_VERSION    1u
+#define NK_ABI_VERSION    2u          /**< 2: VM-mode channel control lines */
 #define NK_CACHELINE      64
 #define NK_REGION_HDR_SIZE 4096
 #define NK_NAME_MAX       32          /**< VM/NSM names, NUL included */
@@ -139,6 +140,8 @@ enum nk_op {
 /** NQE flags */
 #define NK_NQF_COMPLETION 0x01u /**< this NQE completes an earlier request */
 #define NK_NQF_ACCEPT     0x02u /**< RX_DONE of an ACCEPT entry */
+#define NK_NQF_ABORT      0x04u /**< CE -> NSM CLOSE: drop queued data and reset
+                                     the connection (its VM was powered off) */
 
 /** Socket option carried inline. */
 struct nk_opt {
@@ -251,15 +254,74 @@ struct nk_ring_hdr {
 static_assert(sizeof(struct nk_ring_hdr) == 128, "ring header is 2 lines");
 static_assert(offsetof(struct nk_ring_hdr, cons_head) == 64, "indices on separate lines");
 
+/* ------------------------------------------------------------------ */
+/* VM mode: the channel control lines (docs/ARCHITECTURE.md, "VM mode")  */
+/*                                                                      */
+/* A process inside a QEMU VM cannot reach the CoreEngine's control     */
+/* socket; it sees only the NK device (this region as an ivshmem BAR).  */
+/* So a VM-mode channel is claimed through two lines in its header:     */
+/*   claim line (guest processes write, the CoreEngine reads):          */
+/*     claim   = seq << 32 | pid, taken with a 64-bit CAS inside the VM */
+/*               while the state line says FREE with that seq;          */
+/*     fork_of = parent channel + 1 (0 = none) and fork_key = the       */
+/*               parent's key, then ready = seq (release);              */
+/*     gone    = seq when the process holding incarnation seq is gone   */
+/*               (written by the in-VM agent, or by a refused claimer). */
+/*   state line (the CoreEngine writes, guests read):                   */
+/*     seq, state (enum nk_vc_state), status (-errno if REFUSED), key,  */
+/*     beat (bumped while the CoreEngine runs: a guest whose beat stops */
+/*     for NK_VC_BEAT_DEAD_MS treats the CoreEngine as gone).           */
+/* seq only grows, so a stale claim or gone can never match a later    */
+/* incarnation. The CoreEngine copies each field once and validates it; */
+/* process-mode regions leave both lines zero (state NK_VC_NONE).       */
+
+#define NK_VMDEV_VENDOR 0x1af4u /**< ivshmem (Red Hat / Qumranet) */
+#define NK_VMDEV_DEVICE 0x1110u
+#define NK_VMDEV_BAR    2       /**< the shared memory BAR (resource2) */
+#define NK_VC_BEAT_DEAD_MS 10000u
+
+enum nk_vc_state {
+	NK_VC_NONE = 0,    /**< not a VM-mode region (process mode) */
+	NK_VC_FREE = 1,    /**< claimable at this seq */
+	NK_VC_OPEN = 2,    /**< claimed and opened: key is valid */
+	NK_VC_REFUSED = 3, /**< claim refused: status = -errno */
+	NK_VC_DOWN = 4,    /**< the CoreEngine stopped serving this region */
+	NK_VC_CLOSED = 5,  /**< this incarnation was dropped (process gone, cut
+	                        off, VM down); FREE at seq + 1 once nothing is
+	                        owed to the channel any more */
+};
+
+struct nk_chan_ctl {
+	/* claim line: guest processes write, the CoreEngine reads */
+	_Alignas(NK_CACHELINE) uint64_t claim; /**< seq << 32 | pid (CAS) */
+	uint32_t ready;       /**< = seq once fork_of/fork_key are written */
+	uint32_t gone;        /**< = seq: that incarnation's process is gone */
+	uint32_t fork_of;     /**< parent channel + 1, 0 = a fresh process */
+	uint32_t fork_key[2]; /**< the parent channel's key */
+	uint8_t  pad0[NK_CACHELINE - 28];
+	/* state line: the CoreEngine writes, guests read */
+	_Alignas(NK_CACHELINE) uint32_t seq; /**< incarnation, from 1, only grows */
+	uint32_t state;       /**< enum nk_vc_state, stored last (release) */
+	int32_t  status;      /**< REFUSED: -errno */
+	uint32_t key[2];      /**< OPEN: the channel's random key */
+	uint32_t beat;        /**< heartbeat of the CoreEngine */
+	uint8_t  pad1[NK_CACHELINE - 24];
+};
+static_assert(sizeof(struct nk_chan_ctl) == 128, "control lines are 2 lines");
+static_assert(offsetof(struct nk_chan_ctl, seq) == 64, "claim and state on separate lines");
+
 /** A channel: one request/response ring pair of a guest process (VM region)
- *  or of an NSM (NSM region). "up" flows towards the CoreEngine. */
+ *  or of an NSM (NSM region), and the VM-mode control lines. "up" flows
+ *  towards the CoreEngine. */
 struct nk_chan_hdr {
 	struct nk_ring_hdr up;   /**< guest/NSM produces, CE consumes */
 	/* up entries: nk_nqe[ring_entries] at up_off */
 	struct nk_ring_hdr down; /**< CE produces, guest/NSM consumes */
 	/* down entries: nk_nqe[ring_entries] at down_off */
+	struct nk_chan_ctl ctl;  /**< VM mode only (NK_VC_NONE otherwise) */
 };
-static_assert(sizeof(struct nk_chan_hdr) == 256, "channel header");
+static_assert(sizeof(struct nk_chan_hdr) == 384, "channel header");
+static_assert(offsetof(struct nk_chan_hdr, ctl) == 256, "control lines after the ring headers");
 
 /* ------------------------------------------------------------------ */
 /* Socket slots (VM region only)                                       */

@@ -125,6 +125,8 @@ def main():
     ap.add_argument("--cc", default="cubic")
     ap.add_argument("--rate", default="1gbit")
     ap.add_argument("--elapsed", type=int, default=0)
+    ap.add_argument("--guests", default="process")
+    ap.add_argument("--accel", default="")
     a = ap.parse_args()
 
     P, C = a.phase, a.cold
@@ -141,7 +143,7 @@ def main():
         for k in ("send_rc", "recv_rc", "send_launched_pid", "recv_launched_pid", "switch_rc"):
             if k in res:
                 r[k] = int(res[k]) if res[k].lstrip("-").isdigit() else None
-        for k in ("switch_at_s", "switch_cmd_ms"):
+        for k in ("switch_at_s", "switch_cmd_ms", "vm_boot_s"):
             if k in res:
                 r[k] = round(num(res[k]), 3) if num(res[k]) is not None else None
         for k in ("switch_output", "error", "cc_mid", "cc_before", "cc_after", "nsm_state_before"):
@@ -250,7 +252,9 @@ def main():
     summary = {
         "experiment": "fig-switch",
         "claim": CLAIM,
-        "guests": "process",
+        "guests": a.guests,
+        "vm_accel": a.accel or None,
+        "vm_boot_s": {c: run(c).get("vm_boot_s") for c in ("netkernel", "netkernel_cold")} if a.guests == "vm" else None,
         "link_rate": a.rate,
         "cc": a.cc,
         "phase_s": P,
@@ -324,7 +328,8 @@ def main():
         f"set terminal {term} size 1000,600 {font}",
         f"set output '{os.path.join(a.out, 'fig-switch.png')}'",
         "set title \"Live switching of a running stream: TCP (cubic) NSM -> MPTCP NSM\\n"
-        "(NetKernel HotNets'17 Fig. 2; paper: TCP 0.94, MPTCP 1.7 Gbit/s)\"",
+        "(NetKernel HotNets'17 Fig. 2; paper: TCP 0.94, MPTCP 1.7 Gbit/s)"
+        + (f"\\nNetKernel guests: QEMU VMs ({a.accel or '?'})" if a.guests == "vm" else "") + "\"",
         "set xlabel 'time (s)'",
         "set ylabel 'throughput (Gbit/s)'",
         f"set xrange [0:{2 * P:g}]",
@@ -353,6 +358,8 @@ def main():
     def ratio(x, y):
         return f"{x / y:.2f}" if x and y else "-"
 
+    if a.guests == "vm":
+        print(f"   NetKernel guests are QEMU VMs ({a.accel or '?'}); VM boot s: {summary['vm_boot_s']}")
     print(f"   {'':36} {'measured':>9} {'paper':>7} {'native':>8} {'nk/native':>10}")
     print(f"   {'TCP phase, NetKernel (' + w0 + ')':36} {fmt(nk_tcp):>9} {PAPER_TCP:>7.2f} "
           f"{fmt(native_tcp):>8} {ratio(nk_tcp, native_tcp):>10}   Gbit/s")

@@ -553,3 +553,68 @@ if m:
 sys.exit(1)
 ' "$key" "$vm"
 }
+
+# ---------------------------------------------------------------------------
+# VM mode: guests as QEMU VMs (scenarios/vm/nkvm.sh). A VM-mode VM is declared
+# to the CoreEngine with mode=vm (tb_netkernel_up ID --vm name=V,ip=A,nsm=tcp,mode=vm);
+# its region is /dev/shm/nk-<instance>-vm-<V>.
+#   tb_vm_require              exit 77 unless QEMU, busybox-static and a kernel exist
+#   tb_vm CTL INSTANCE VM LOG [nkvm options] -- CMD...
+#                              run CMD inside a fresh VM (foreground, bounded by
+#                              TB_VM_TIMEOUT, default 600 s); LOG = its console
+#   tb_vm_bg CTL INSTANCE VM LOG OUT [nkvm options] -- CMD...
+#                              the same in the background (like tb_bg; OUT gets
+#                              nkvm's output)
+#   tb_vm_guest VM LOG ...     tb_vm on the standard testbed ($NK_CTL, $TB_ID)
+#   tb_vm_guest_bg VM LOG OUT ...
+#   tb_vm_qemu_pid OUT         the QEMU pid nkvm.sh reported in OUT (empty if none)
+#   tb_vm_wait_boot LOG SECS   until the guest's /init printed NK-BOOT
+TB_NKVM=$TB_ROOT/scenarios/vm/nkvm.sh
+# The guest image's binaries: under NK_ASAN=1 the normal build's (the VM's
+# /init preloads GuestLib alone, and an instrumented GuestLib needs the ASan
+# runtime first); the CoreEngine and NSMs serving the VM stay instrumented.
+TB_VM_BUILD=$TB_BUILD
+[ "${NK_ASAN:-0}" = 1 ] && TB_VM_BUILD=$TB_ROOT/build
+
+tb_vm_require() {
+	tb_require qemu-system-x86_64 cpio python3
+	ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || [ -n "${NK_VM_KERNEL:-}" ] || { echo "no kernel in /boot (linux-image-amd64)"; exit 77; }
+	[ -x /bin/busybox ] || { echo "busybox-static is not installed"; exit 77; }
+	[ -e "$TB_VM_BUILD/bin/nk-vmagent" ] || { echo "FAIL: $TB_VM_BUILD/bin/nk-vmagent is not built (make all)" >&2; exit 1; }
+	# The image is built once (cached in $BUILD/vm) before any timing starts.
+	BUILD=$TB_VM_BUILD "$TB_ROOT/scenarios/vm/mkimage.sh" >&2 || tb_fail "cannot build the VM image"
+}
+
+tb_vm() {
+	local ctl=${1:?tb_vm CTL INSTANCE VM LOG ...} inst=${2:?} vm=${3:?} log=${4:?}
+	shift 4
+	tb__fg "${TB_VM_TIMEOUT:-600}" env BUILD="$TB_VM_BUILD" "$TB_NKVM" --ctl "$ctl" --name "$vm" \
+		--region "/dev/shm/nk-$inst-vm-$vm" --log "$log" --timeout "${TB_VM_TIMEOUT:-600}" "$@"
+}
+
+tb_vm_bg() {
+	local ctl=${1:?tb_vm_bg CTL INSTANCE VM LOG OUT ...} inst=${2:?} vm=${3:?} log=${4:?} out=${5:?}
+	shift 5
+	tb_bg root "$out" env BUILD="$TB_VM_BUILD" "$TB_NKVM" --ctl "$ctl" --name "$vm" \
+		--region "/dev/shm/nk-$inst-vm-$vm" --log "$log" --timeout "${TB_VM_TIMEOUT:-600}" "$@"
+}
+
+tb_vm_guest() {
+	local vm=${1:?tb_vm_guest VM LOG ...} log=${2:?}
+	shift 2
+	tb_vm "$NK_CTL" "$TB_ID" "$vm" "$log" "$@"
+}
+
+tb_vm_guest_bg() {
+	local vm=${1:?tb_vm_guest_bg VM LOG OUT ...} log=${2:?} out=${3:?}
+	shift 3
+	tb_vm_bg "$NK_CTL" "$TB_ID" "$vm" "$log" "$out" "$@"
+}
+
+tb_vm_qemu_pid() {
+	sed -nE 's/^nkvm: VM .* is QEMU pid ([0-9]+) .*/\1/p' "${1:?tb_vm_qemu_pid OUT}" 2>/dev/null | tail -n 1
+}
+
+tb_vm_wait_boot() {
+	tb_wait_for "${2:-300}" grep -q 'NK-BOOT' "${1:?tb_vm_wait_boot LOG SECS}"
+}

@@ -52,10 +52,14 @@
 #                        (foreground, bounded by TB_GUEST_TIMEOUT, default 300 s)
 #   tb2_guest_bg VM LOG CMD...   the same in the background (like tb_bg)
 #   tb2_nkctl VM|HOST ARGS...    nkctl --ctl CTL ARGS... (bounded, 20 s)
+#   tb2_vm_bg VM CONSOLE OUT [nkvm options] -- CMD...
+#                        TB2_GUESTS=vm: run CMD in a QEMU VM that is VM vs/vr
+#                        (the CoreEngines then declare vs and vr mode=vm)
 #   tb2_subflows HOST    number of established TCP subflows of MPTCP sockets
 #                        in HOST (ss -tniH state established, tcp-ulp-mptcp)
 #
-# Environment: NK_LINK_RATE (default 1gbit); TB2_TBF_BURST (default 256k) and
+# Environment: TB2_GUESTS (process, default, or vm: guests are QEMU VMs);
+# NK_LINK_RATE (default 1gbit); TB2_TBF_BURST (default 256k) and
 # TB2_TBF_LATENCY (default 20ms) for the tbf qdiscs; NK_CC (sender's TCP NSM,
 # default cubic); TB2_NK_PEERS (default 10.78.0.0/16; empty: never pass
 # --nk-peers) and TB2_NK_PEERS_MODE (auto: pass --nk-peers only if
@@ -193,13 +197,15 @@ tb2_ce_up() {
 	tb_track_file "$TB_DIR/ce-snd.sock"
 	tb_track_file "$TB_DIR/ce-rcv.sock"
 	export NK_CTL_SND=$TB_DIR/ce-snd.sock NK_CTL_RCV=$TB_DIR/ce-rcv.sock
+	local mode=
+	[ "${TB2_GUESTS:-process}" = vm ] && mode=,mode=vm
 	tb2__ce_start snd \
 		--nsm "name=tcp,netns=$(tb_ns snd),stack=kernel,cc=${NK_CC:-cubic}" \
 		--nsm "name=mptcp,netns=$(tb_ns snd),stack=mptcp" \
-		--vm "name=vs,ip=$TB2_VS_IP,nsm=tcp" "${peers[@]+"${peers[@]}"}" || return 1
+		--vm "name=vs,ip=$TB2_VS_IP,nsm=tcp$mode" "${peers[@]+"${peers[@]}"}" || return 1
 	tb2__ce_start rcv \
 		--nsm "name=mptcp,netns=$(tb_ns rcv),stack=mptcp" \
-		--vm "name=vr,ip=$TB2_VR_IP,nsm=mptcp" "${peers[@]+"${peers[@]}"}" || return 1
+		--vm "name=vr,ip=$TB2_VR_IP,nsm=mptcp$mode" "${peers[@]+"${peers[@]}"}" || return 1
 	export TB2_SND_CE_PID TB2_RCV_CE_PID TB2_NK_PEERS_USED
 }
 
@@ -267,6 +273,15 @@ tb2_guest_bg() {
 	h=$(tb2_host "$vm") || return 1
 	tb_bg root "$log" "$TB_BUILD/bin/nkrun" --vm "$vm" --ctl "$TB_DIR/ce-$h.sock" \
 		--netns "$(tb_ns "${h}g")" ${TB_GUEST_LIB:+--lib "$TB_GUEST_LIB"} -- "$@"
+}
+
+# VM mode (TB2_GUESTS=vm): VM vs or vr as a QEMU VM (scenarios/vm/nkvm.sh) in
+# the background; CONSOLE is its serial console (live), OUT nkvm's output.
+tb2_vm_bg() {
+	local vm=${1:?tb2_vm_bg VM CONSOLE OUT [nkvm options] -- CMD...} con=${2:?} out=${3:?} h
+	shift 3
+	h=$(tb2_host "$vm") || return 1
+	tb_vm_bg "$TB_DIR/ce-$h.sock" "$TB_ID-${h:0:1}" "$vm" "$con" "$out" "$@"
 }
 
 tb2_nkctl() {

@@ -18,11 +18,12 @@ OUT=$(mktemp -d /tmp/nk-figswitch.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 
 rc=0
-"$ROOT/scenarios/fig-switch.sh" --phase 2 --out "$OUT" || rc=$?
+GUESTS=${NK_FIG_GUESTS:-process} # test_vm_fig_switch.sh: vm
+"$ROOT/scenarios/fig-switch.sh" --guests "$GUESTS" --phase 2 --out "$OUT" || rc=$?
 echo "== fig-switch exited $rc"
 [ -s "$OUT/summary.json" ] || { echo "FAIL: no summary.json"; exit 1; }
 
-python3 - "$OUT" <<'EOF'
+python3 - "$OUT" "$GUESTS" <<'EOF'
 import json, os, sys
 out = sys.argv[1]
 s = json.load(open(os.path.join(out, "summary.json")))
@@ -30,6 +31,7 @@ fails = []
 def check(cond, msg):
     if not cond:
         fails.append(msg)
+check(s.get("guests") == sys.argv[2], f"guests is {s.get('guests')!r}, want {sys.argv[2]}")
 def isnum(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 for k in ("native_tcp_gbps", "native_mptcp_gbps", "nk_tcp_phase_gbps", "nk_mptcp_phase_gbps",
