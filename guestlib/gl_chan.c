@@ -209,8 +209,12 @@ static bool nk_gl_sa_restart(void)
 		return false;
 	for (int sig = 1; sig < NSIG; sig++) {
 		struct sigaction sa;
-		if (sig == SIGKILL || sig == SIGSTOP || sigismember(&blocked, sig) == 1 ||
-		    sigaction(sig, NULL, &sa) < 0)
+		/* Fault signals are synchronous: a thread asleep in ppoll
+		 * cannot raise them, so their handlers (ASan's, a JIT's) do
+		 * not count. */
+		if (sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS ||
+		    sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS ||
+		    sigismember(&blocked, sig) == 1 || sigaction(sig, NULL, &sa) < 0)
 			continue;
 		/* sa_handler and sa_sigaction share storage: SIG_DFL/SIG_IGN
 		 * read the same through either. */

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #define NK_GL_DNS_MAXADDR 32
@@ -261,6 +262,18 @@ static int nk_gl_dns_parse(const uint8_t *m, size_t len, uint16_t id, struct nk_
 	return added ? 0 : 1;
 }
 
+/* A query id an off-path attacker cannot guess (and the application's own
+ * random() sequence is left alone). */
+static uint16_t nk_gl_dns_id(void)
+{
+	uint16_t id;
+	if (getrandom(&id, sizeof(id), GRND_NONBLOCK) == (ssize_t)sizeof(id))
+		return id;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint16_t)(ts.tv_nsec ^ (ts.tv_nsec >> 16) ^ getpid());
+}
+
 /* Ask the nameservers for fqdn's records of the wanted families, over a
  * NetKernel UDP socket (socket() here is GuestLib's). 0 found, 1 no such
  * name, -1 no server answered. */
@@ -288,7 +301,7 @@ static int nk_gl_dns_ask(const struct nk_gl_dns_conf *c, const char *fqdn, int f
 			int nx = 0, ok = 0;
 			for (int t = 0; t < nt; t++) {
 				uint8_t q[512];
-				ids[t] = (uint16_t)(random() ^ (getpid() << 4) ^ t);
+				ids[t] = nk_gl_dns_id();
 				int ql = nk_gl_dns_query(q, sizeof(q), fqdn, ids[t], types[t]);
 				if (ql < 0 || send(fd, q, (size_t)ql, 0) != ql)
 					done[t] = true;

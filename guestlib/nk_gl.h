@@ -28,9 +28,10 @@
  *   - Reserved fds are eventfds opened close-on-exec: a program exec'd with
  *     inherited NetKernel sockets sees EBADF on them (its own GuestLib has no
  *     channel holding those sockets).
- *   - fork(): the child closes the parent's control connection and doorbells
- *     and re-attaches on its next socket(); sockets inherited from the parent
- *     fail with EIO (protocol gap, see the report) but can be closed.
+ *   - fork(): the atfork prepare handler asks the CoreEngine for a channel
+ *     holding every socket of ours, which the child adopts (ARCHITECTURE.md,
+ *     fork()); if that is refused, the child detaches and its inherited
+ *     sockets fail with EIO but can be closed.
  *   - A blocking send/recv/accept/connect interrupted by a signal restarts
  *     when every handler that could have run has SA_RESTART and the socket
  *     has no timeout (Linux's rule; GuestLib cannot tell which signal came,

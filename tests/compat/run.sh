@@ -119,7 +119,9 @@ iperf_tcp_client() { iperf_guest_client tcp; }
 iperf_rev() { iperf_guest_client tcp -R; }
 iperf_par4() { iperf_guest_client par4 -P 4; }
 iperf_bidir() { iperf_guest_client bidir --bidir; }
-iperf_udp() { iperf_guest_client udp -u -b 200M; }
+# -w 2M: both ends' socket buffers (iperf3 passes it to the server), so that
+# a receiver descheduled for a few ms on this 2-core box does not drop.
+iperf_udp() { iperf_guest_client udp -u -b 200M -w 2M; }
 iperf_udp_rev() { iperf_guest_client udp -u -b 50M -R; }
 iperf_udp_server() {
 	local spid rc=0 res
@@ -444,7 +446,7 @@ row iperf3 "TCP client -R" iperf_rev
 row iperf3 "TCP client -P 4" iperf_par4
 row iperf3 "TCP client --bidir" iperf_bidir
 row iperf3 "TCP server, default listen [::] (dual stack)" iperf_tcp_server_any
-row iperf3 "UDP client -u -b 200M" iperf_udp
+row iperf3 "UDP client -u -b 200M -w 2M" iperf_udp
 row iperf3 "UDP client -u -R (guest receives)" iperf_udp_rev
 row iperf3 "UDP server -u (remote -> guest)" iperf_udp_server
 row nk_dgram "UDP semantics (boundaries, source, errnos)" udp_semantics

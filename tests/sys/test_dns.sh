@@ -68,7 +68,7 @@ s.sendall(b"GET /f HTTP/1.0\r\n\r\n")
 print(ai[0][4][0], s.recv(12).decode())') || tb_fail "python3 by name: $out"
 [[ $out == "10.77.0.2 HTTP/1."* ]] || tb_fail "python3 by name: $out"
 echo "ok: python3 getaddrinfo + connect by name"
-out=$(TB_GUEST_TIMEOUT=30 tb_guest curl -sS -o "$D/got" -w '%{http_code} %{size_download}' http://web.nk.test:8000/f 2>&1) || tb_fail "curl by name: $out"
+out=$(TB_GUEST_TIMEOUT=30 tb_plain_guest curl -sS -o "$D/got" -w '%{http_code} %{size_download}' http://web.nk.test:8000/f 2>&1) || tb_fail "curl by name: $out"
 [ "$out" = "200 3145728" ] || tb_fail "curl by name: $out"
 cmp -s "$D/www/f" "$D/got" || tb_fail "curl by name: content differs"
 echo "ok: curl by name, 3 MiB identical"
