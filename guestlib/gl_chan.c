@@ -337,7 +337,13 @@ int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline
 		}
 		bool shared = nk_gl.sleepers > 0;
 		nk_gl.sleepers++;
-		(void)nk_ring_prepare_sleep(&nk_gl.down);
+		/* With completions already queued, prepare_sleep takes the flag
+		 * down again: sleeping then would miss every later doorbell (a
+		 * server asleep for good with data waiting). Go round again. */
+		if (!nk_ring_prepare_sleep(&nk_gl.down)) {
+			nk_gl_leave_sleep();
+			continue;
+		}
 		/* Re-check after publishing need_wakeup: anything the CoreEngine
 		 * did before seeing the flag is visible now (Dekker). */
 		nk_gl_drain();
