@@ -85,19 +85,9 @@ if [ $QUICK = 1 ]; then
 else
 	T3=10 T3END=25 END=35
 fi
-if [ "$(id -u)" != 0 ]; then
-	echo "fig-isolation: must run as root (network namespaces, veth, tc)" >&2
-	exit 1
-fi
-
 # shellcheck source=scenarios/lib/testbed.sh
 . "$ROOT/scenarios/lib/testbed.sh"
-for b in bin/nk-coreengine bin/nk-nsm bin/nkrun bin/nkctl lib/libnkguest.so; do
-	[ -e "$TB_BUILD/$b" ] || { echo "fig-isolation: $TB_BUILD/$b is not built (run make)" >&2; exit 1; }
-done
-for p in iperf3 python3 gnuplot tc ss; do
-	command -v "$p" >/dev/null 2>&1 || { echo "fig-isolation: $p is not installed (./reproduce.sh installs it)" >&2; exit 1; }
-done
+tb_preflight fig-isolation iperf3 python3 gnuplot tc ss
 PY=$(python3 -c 'import sys; print(sys.executable)') || exit 1
 LIB=$ROOT/scenarios/lib/fig_isolation.py
 NKCTL=$TB_BUILD/bin/nkctl

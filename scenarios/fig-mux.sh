@@ -131,19 +131,9 @@ if [ "$POLL_SPIN" != off ] && { ! [[ $POLL_SPIN =~ ^[0-9]+$ ]] || [ "$POLL_SPIN"
 	echo "fig-mux: --poll-spin-us wants 0..1000000 or off, not '$POLL_SPIN'" >&2
 	exit 2
 fi
-if [ "$(id -u)" != 0 ]; then
-	echo "fig-mux: must run as root (network namespaces, veth, tc)" >&2
-	exit 1
-fi
-
 # shellcheck source=scenarios/lib/testbed.sh
 . "$ROOT/scenarios/lib/testbed.sh"
-for b in bin/nk-coreengine bin/nk-nsm bin/nkrun bin/nkctl lib/libnkguest.so; do
-	[ -e "$TB_BUILD/$b" ] || { echo "fig-mux: $TB_BUILD/$b is not built (run make)" >&2; exit 1; }
-done
-for p in iperf3 python3 gnuplot tc ss; do
-	command -v "$p" >/dev/null 2>&1 || { echo "fig-mux: $p is not installed (./reproduce.sh installs it)" >&2; exit 1; }
-done
+tb_preflight fig-mux iperf3 python3 gnuplot tc ss
 # the interpreter itself (python3 may be a shell shim), for the guests
 PY=$(python3 -c 'import sys; print(sys.executable)') || exit 1
 RR=$ROOT/scenarios/lib/rr_echo.py

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from figlib import fmt, read_res
 
 VMS = {"10.80.0.11": "v1", "10.80.0.12": "v2", "10.80.0.13": "v3"}
 RUNS = ["native", "iso_off", "iso_on"]
@@ -88,19 +89,6 @@ def cmd_sample(a):
 
 
 # ---------------------------------------------------------------- analysis
-
-def read_res(path):
-    d = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                line = line.rstrip("\n")
-                if "=" in line:
-                    k, v = line.split("=", 1)
-                    d[k] = v
-    except OSError:
-        pass
-    return d
 
 
 def read_samples(path, t0):
@@ -263,10 +251,6 @@ def analyse(d, out, run):
         r["errors"].append(f"{cf} iperf3 client(s) exited non-zero")
     r["_rows"] = rows
     return r
-
-
-def fmt(x, nd=1):
-    return "-" if x is None else f"{x:.{nd}f}"
 
 
 def cmd_line(a):

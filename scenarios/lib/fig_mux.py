@@ -21,26 +21,13 @@ import os
 import re
 import subprocess
 import sys
+from figlib import fmt, read_res
 
 CLAIM = ("One NSM serving N VMs delivers the aggregate throughput of N separate NSMs "
          "(one per VM) with fewer cores: multiplexing NSMs saves CPU "
          "(NetKernel; acceptance here: at N = 8, shared >= 90 % of the throughput, "
          "<= 50 % of the NSM CPU time).")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def read_res(path):
-    d = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                line = line.rstrip("\n")
-                if "=" in line:
-                    k, v = line.split("=", 1)
-                    d[k] = v
-    except OSError:
-        pass
-    return d
 
 
 def iperf_mbps(path):
@@ -169,10 +156,6 @@ def parse_case(d, out, case):
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return r
-
-
-def fmt(x, nd=1):
-    return "-" if x is None else f"{x:.{nd}f}"
 
 
 def cmd_line(a):

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+from figlib import read_res
 
 CASES = ["native_tcp", "native_mptcp", "netkernel", "netkernel_cold"]
 PAPER_TCP, PAPER_MPTCP = 0.94, 1.7
@@ -23,20 +24,6 @@ CLAIM = ("A VM streaming over two 1 Gbit/s links is switched live from a TCP (cu
          "to an MPTCP NSM (nkctl switch); its throughput rises from ~0.94 Gbit/s to "
          "~1.7 Gbit/s, close to native MPTCP, and the application never restarts "
          "(NetKernel, HotNets'17, Figure 2).")
-
-
-def read_res(path):
-    d = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                line = line.rstrip("\n")
-                if "=" in line:
-                    k, v = line.split("=", 1)
-                    d[k] = v
-    except OSError:
-        pass
-    return d
 
 
 def read_series(path):

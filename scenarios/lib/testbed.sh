@@ -35,6 +35,8 @@
 #                              delete the namespaces (with their veths), remove
 #                              tracked files and $TB_DIR (kept if NK_KEEP=1)
 #   tb_require PROG...         exit 77 (skip) naming the first missing program
+#   tb_preflight NAME PROG...  exit 1 unless root, NetKernel built, PROGs installed
+#   tb_iperf3_bps FILE         bits/s received, from an iperf3 -J file
 #   tb_fail MSG                print FAIL: MSG and exit 1 (repeated after the logs)
 #   tb_wait_for SECS cmd...    poll cmd every 0.1 s until it succeeds (1 on timeout)
 #   tb_wait_listen HOST PORT [SECS]  until a TCP listener on PORT in HOST
@@ -86,6 +88,32 @@ tb_require() {
 			exit 77
 		fi
 	done
+}
+
+# A scenario's checks before it builds anything: root, NetKernel built, the
+# programs it runs installed. Exits 1 with one line naming what is missing.
+tb_preflight() {
+	local who=${1:?tb_preflight NAME PROG...} b p
+	shift
+	if [ "$(id -u)" != 0 ]; then
+		echo "$who: must run as root (network namespaces, veth, tc)" >&2
+		exit 1
+	fi
+	for b in bin/nk-coreengine bin/nk-nsm bin/nkrun bin/nkctl lib/libnkguest.so; do
+		[ -e "$TB_BUILD/$b" ] || { echo "$who: $TB_BUILD/$b is not built (run make)" >&2; exit 1; }
+	done
+	for p in "$@"; do
+		command -v "$p" >/dev/null 2>&1 ||
+			{ echo "$who: $p is not installed (./reproduce.sh installs it)" >&2; exit 1; }
+	done
+}
+
+# Bits/s the receiver counted, from an iperf3 -J file (fails on an error).
+tb_iperf3_bps() {
+	python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+if d.get("error"): sys.exit("iperf3: " + d["error"])
+print("%.0f" % d["end"]["sum_received"]["bits_per_second"])' "$1"
 }
 
 tb_ns() { echo "nk-$TB_ID-$1"; }

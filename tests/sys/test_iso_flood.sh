@@ -20,12 +20,6 @@ tb_bg remote "$D/s1.log" iperf3 -s -p 5301 >/dev/null
 tb_bg remote "$D/sink.log" "$FLOOD" sink 5400 >/dev/null
 tb_wait_listen remote 5301 && tb_wait_listen remote 5400 || tb_fail "servers did not start"
 
-bps() {
-	python3 -c 'import json,sys
-d = json.load(open(sys.argv[1]))
-if d.get("error"): sys.exit("iperf3: " + d["error"])
-print("%.0f" % d["end"]["sum_received"]["bits_per_second"])' "$1"
-}
 
 # victim TAG FLOOD(0|1): vm1's iperf3 for DUR s, flooders alongside if asked;
 # sets V (bit/s) and OPS (flood operations completed)
@@ -42,7 +36,7 @@ victim() {
 	TB_VM=vm1 tb_guest_bg "$D/$tag.json" iperf3 -c 10.77.0.2 -p 5301 -t "$DUR" -J
 	pv=$TB_LAST_PID
 	wait "$pv" || tb_fail "$tag: iperf3 failed: $(tail -n 3 "$D/$tag.json" | tr '\n' ' ')"
-	V=$(bps "$D/$tag.json") || tb_fail "$tag: unusable iperf3 output"
+	V=$(tb_iperf3_bps "$D/$tag.json") || tb_fail "$tag: unusable iperf3 output"
 	if [ "$flood" = 1 ]; then
 		wait "$pc" || rc=$?
 		wait "$pt" || rc=$?

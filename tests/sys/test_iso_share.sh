@@ -22,12 +22,6 @@ tb_wait_listen remote 5301 && tb_wait_listen remote 5302 || tb_fail "iperf3 serv
 tb_nkctl set-nsm tcp iso=on rate=300m >/dev/null || tb_fail "nkctl set-nsm refused"
 
 # bits/s the receiver got, from an iperf3 -J file
-bps() {
-	python3 -c 'import json,sys
-d = json.load(open(sys.argv[1]))
-if d.get("error"): sys.exit("iperf3: " + d["error"])
-print("%.0f" % d["end"]["sum_received"]["bits_per_second"])' "$1"
-}
 
 # run_pair TAG: both VMs send for DUR s at once; sets A and B (bit/s)
 run_pair() {
@@ -39,7 +33,7 @@ run_pair() {
 	wait "$p1" || rc=$?
 	wait "$p2" || rc=$?
 	[ "$rc" = 0 ] || tb_fail "$tag: an iperf3 client failed: $(tail -n 3 "$D/$tag-1.json" "$D/$tag-2.json" | tr '\n' ' ')"
-	A=$(bps "$D/$tag-1.json") && B=$(bps "$D/$tag-2.json") || tb_fail "$tag: unusable iperf3 output"
+	A=$(tb_iperf3_bps "$D/$tag-1.json") && B=$(tb_iperf3_bps "$D/$tag-2.json") || tb_fail "$tag: unusable iperf3 output"
 }
 
 tb_nkctl set vm1 weight=1 >/dev/null && tb_nkctl set vm2 weight=3 >/dev/null || tb_fail "nkctl set refused"
