@@ -87,14 +87,20 @@ static void set_nodelay(int fd)
 
 /* ------------------------------------------------------------------ server */
 
+/* Bytes waiting to be written on a non-blocking connection; EPOLLOUT is
+ * asked for only while some are left. */
+struct outq {
+	uint8_t *out;
+	size_t out_off, out_len;
+	int want_out;
+};
+
 struct sconn {
 	int fd;
 	uint32_t size; /* 0 until the 4-byte header arrived */
 	uint8_t *in;
 	size_t in_len;
-	uint8_t *out; /* pending responses (partial write) */
-	size_t out_off, out_len;
-	int want_out;
+	struct outq q; /* pending responses (partial write) */
 };
 
 static void sconn_free(int ep, struct sconn *c)
@@ -102,36 +108,47 @@ static void sconn_free(int ep, struct sconn *c)
 	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	free(c->in);
-	free(c->out);
+	free(c->q.out);
 	free(c);
 }
 
-/* Write what is pending; returns -1 on a fatal error. */
-static int sconn_flush(int ep, struct sconn *c)
+/* Move what is still unsent to the front, so new bytes go behind it. */
+static void outq_compact(struct outq *q)
 {
-	while (c->out_off < c->out_len) {
-		ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+	if (q->out_off > 0) {
+		memmove(q->out, q->out + q->out_off, q->out_len - q->out_off);
+		q->out_len -= q->out_off;
+		q->out_off = 0;
+	}
+}
+
+/* Write what is pending; returns -1 on a fatal error. tag is the epoll
+ * data of fd. */
+static int outq_flush(int ep, int fd, void *tag, struct outq *q)
+{
+	while (q->out_off < q->out_len) {
+		ssize_t n = write(fd, q->out + q->out_off, q->out_len - q->out_off);
 		if (n > 0) {
-			c->out_off += (size_t)n;
+			q->out_off += (size_t)n;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (!c->want_out) {
-				struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-				c->want_out = 1;
+			if (!q->want_out) {
+				struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = tag};
+				epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+				q->want_out = 1;
 			}
 			return 0;
 		}
 		return -1;
 	}
-	c->out_off = c->out_len = 0;
-	if (c->want_out) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-		epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-		c->want_out = 0;
+	q->out_off = q->out_len = 0;
+	if (q->want_out) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+		epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+		q->want_out = 0;
 	}
 	return 0;
 }
@@ -169,25 +186,21 @@ static int sconn_read(int ep, struct sconn *c)
 		if (k > 0) {
 			size_t bytes = k * c->size;
 			/* responses still unsent move to the front, new ones follow */
-			if (c->out_off > 0) {
-				memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-				c->out_len -= c->out_off;
-				c->out_off = 0;
-			}
-			if (c->out_len + bytes > RPC_BUF) {
+			outq_compact(&c->q);
+			if (c->q.out_len + bytes > RPC_BUF) {
 				/* the client's window bounds this; only a client that
 				 * never reads gets here */
 				fprintf(stderr, "nk_rpc server: client does not read its responses\n");
 				return -1;
 			}
 			/* the response is the request: copy it to the out buffer */
-			memcpy(c->out + c->out_len, c->in + off, bytes);
-			c->out_len += bytes;
+			memcpy(c->q.out + c->q.out_len, c->in + off, bytes);
+			c->q.out_len += bytes;
 			off += bytes;
 		}
 		memmove(c->in, c->in + off, c->in_len - off);
 		c->in_len -= off;
-		if (k > 0 && sconn_flush(ep, c) < 0)
+		if (k > 0 && outq_flush(ep, c->fd, c, &c->q) < 0)
 			return -1;
 	}
 }
@@ -237,7 +250,7 @@ static int run_server(const char *bind_addr, int port)
 					set_nodelay(fd);
 					c = calloc(1, sizeof(*c));
 					if (c == NULL || (c->in = malloc(RPC_BUF)) == NULL ||
-					    (c->out = malloc(RPC_BUF)) == NULL)
+					    (c->q.out = malloc(RPC_BUF)) == NULL)
 						die("malloc");
 					c->fd = fd;
 					struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
@@ -248,7 +261,7 @@ static int run_server(const char *bind_addr, int port)
 			}
 			int bad = 0;
 			if (evs[i].events & EPOLLOUT)
-				bad = sconn_flush(ep, c) < 0;
+				bad = outq_flush(ep, c->fd, c, &c->q) < 0;
 			if (!bad && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 				bad = sconn_read(ep, c) < 0;
 			if (bad)
@@ -265,11 +278,9 @@ struct cconn {
 	uint64_t next_expect; /* sequence number of the next response */
 	uint8_t *in;
 	size_t in_len;
-	uint8_t *out;
-	size_t out_off, out_len;
+	struct outq q;
 	uint64_t *sent_ns; /* ring of window send times, by sequence % window */
 	uint64_t last_ns;  /* when this connection last completed a response */
-	int want_out;
 };
 
 static uint32_t g_size, g_window;
@@ -280,43 +291,14 @@ static uint64_t g_lat_sum_ns, g_lat_n;
 static void cconn_queue(struct cconn *c, uint32_t n, uint64_t t)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		uint8_t *m = c->out + c->out_len;
+		uint8_t *m = c->q.out + c->q.out_len;
 		uint64_t seq = c->next_send++;
 		memcpy(m, &seq, 8);
 		/* the rest of the message: a byte derived from the sequence */
 		m[8 % g_size] = (uint8_t)seq;
 		c->sent_ns[seq % g_window] = t;
-		c->out_len += g_size;
+		c->q.out_len += g_size;
 	}
-}
-
-static int cconn_flush(int ep, struct cconn *c)
-{
-	while (c->out_off < c->out_len) {
-		ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
-		if (n > 0) {
-			c->out_off += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (!c->want_out) {
-				struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-				c->want_out = 1;
-			}
-			return 0;
-		}
-		return -1;
-	}
-	c->out_off = c->out_len = 0;
-	if (c->want_out) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-		epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-		c->want_out = 0;
-	}
-	return 0;
 }
 
 static int connect_to(const char *host, int port)
@@ -353,9 +335,9 @@ static int run_client(const char *host, int port, uint32_t size, uint32_t conns,
 		struct cconn *c = &cs[i];
 		c->fd = connect_to(host, port);
 		c->in = malloc(RPC_BUF);
-		c->out = malloc(obuf);
+		c->q.out = malloc(obuf);
 		c->sent_ns = calloc(window, sizeof(uint64_t));
-		if (c->in == NULL || c->out == NULL || c->sent_ns == NULL)
+		if (c->in == NULL || c->q.out == NULL || c->sent_ns == NULL)
 			die("malloc");
 	}
 	uint64_t t0 = now_ns();
@@ -365,15 +347,15 @@ static int run_client(const char *host, int port, uint32_t size, uint32_t conns,
 	for (uint32_t i = 0; i < conns; i++) {
 		struct cconn *c = &cs[i];
 		uint32_t hs = htonl(size);
-		memcpy(c->out, &hs, 4);
-		c->out_len = 4; /* the first window goes out behind the header */
+		memcpy(c->q.out, &hs, 4);
+		c->q.out_len = 4; /* the first window goes out behind the header */
 		cconn_queue(c, window, now_ns());
 		c->last_ns = now_ns();
 		set_nonblock(c->fd);
 		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
 			die("epoll_ctl");
-		if (cconn_flush(ep, c) < 0)
+		if (outq_flush(ep, c->fd, c, &c->q) < 0)
 			die("write");
 	}
 	struct epoll_event evs[64];
@@ -391,7 +373,7 @@ static int run_client(const char *host, int port, uint32_t size, uint32_t conns,
 		for (int i = 0; i < n; i++) {
 			struct cconn *c = evs[i].data.ptr;
 			if (evs[i].events & EPOLLOUT) {
-				if (cconn_flush(ep, c) < 0)
+				if (outq_flush(ep, c->fd, c, &c->q) < 0)
 					die("write");
 			}
 			if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
@@ -442,13 +424,9 @@ static int run_client(const char *host, int port, uint32_t size, uint32_t conns,
 				c->in_len -= used;
 				/* Closed loop: as many new requests as completed. If a
 				 * previous write is still pending, append behind it. */
-				if (c->out_off > 0) {
-					memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-					c->out_len -= c->out_off;
-					c->out_off = 0;
-				}
+				outq_compact(&c->q);
 				cconn_queue(c, (uint32_t)k, tn);
-				if (cconn_flush(ep, c) < 0)
+				if (outq_flush(ep, c->fd, c, &c->q) < 0)
 					die("write");
 			}
 		}

@@ -227,34 +227,25 @@ static void handle_event(struct ce *ce, const struct epoll_event *ev)
 	}
 }
 
-/* Announce need_wakeup on every ring we consume; false if one has work. */
-static bool prepare_sleep(struct ce *ce)
-{
-	bool ok = true;
-	for (uint32_t i = 0; i < ce->nnsms && ok; i++)
-		if (ce->nsms[i].state == CE_NSM_UP)
-			ok = nk_ring_prepare_sleep(&ce->nsms[i].up);
-	for (uint32_t v = 0; v < ce->nvms && ok; v++)
-		for (uint32_t c = 0; c < ce->vms[v].reg.g.nchan && ok; c++)
-			if (ce->vms[v].chan[c].used)
-				ok = nk_ring_prepare_sleep(&ce->vms[v].chan[c].up);
-	return ok;
-}
-
-/* Waiting on time with NQEs held in some rings: arm the doorbell of every
- * ring that is idle, so that other guests are not made to wait for the
- * timer too. False if one of them got work meanwhile. */
-static bool arm_idle_rings(struct ce *ce)
+/* Announce need_wakeup on the rings we consume; false if one has work.
+ * skip_busy: rings that already hold NQEs are left alone (they wait on
+ * time: a full NSM ring or a token bucket), so only the idle ones are
+ * armed and other guests are not made to wait for the timer too. */
+static bool arm_rings(struct ce *ce, bool skip_busy)
 {
 	for (uint32_t i = 0; i < ce->nnsms; i++) {
 		struct nk_ring *r = &ce->nsms[i].up;
-		if (ce->nsms[i].state == CE_NSM_UP && !nk_ring_count(r) && !nk_ring_prepare_sleep(r))
+		if (ce->nsms[i].state != CE_NSM_UP || (skip_busy && nk_ring_count(r)))
+			continue;
+		if (!nk_ring_prepare_sleep(r))
 			return false;
 	}
 	for (uint32_t v = 0; v < ce->nvms; v++)
 		for (uint32_t c = 0; c < ce->vms[v].reg.g.nchan; c++) {
 			struct nk_ring *r = &ce->vms[v].chan[c].up;
-			if (ce->vms[v].chan[c].used && !nk_ring_count(r) && !nk_ring_prepare_sleep(r))
+			if (!ce->vms[v].chan[c].used || (skip_busy && nk_ring_count(r)))
+				continue;
+			if (!nk_ring_prepare_sleep(r))
 				return false;
 		}
 	return true;
@@ -317,10 +308,10 @@ static void run(struct ce *ce)
 					tmo = 1000000;
 					if (ce->iso_wake_ns > now && ce->iso_wake_ns - now < (uint64_t)tmo)
 						tmo = (int64_t)(ce->iso_wake_ns - now);
-					armed = arm_idle_rings(ce);
+					armed = arm_rings(ce, true);
 					if (!armed)
 						tmo = 0;
-				} else if (prepare_sleep(ce)) {
+				} else if (arm_rings(ce, false)) {
 					/* VM-mode channels have no doorbells: poll them */
 					tmo = vmmode ? 1000000 : -1;
 					armed = true;
