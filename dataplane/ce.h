@@ -138,6 +138,7 @@ struct ce_vm {
 	uint64_t switch_ns;      /* when the last switch was asked for */
 	int switch_from;         /* NSM switched away from (-1 none) */
 	int64_t switch_gap_ns;   /* switch -> first byte on the new NSM, -1 = not yet */
+	int64_t switch_chunk_ns; /* switch -> first whole chunk there (SEND_DONE/RX_DATA) */
 	bool mig_scan;           /* session sockets may need moving */
 	uint32_t migrations;     /* session connections moved */
 	/* isolation (ce_iso.c) */
@@ -293,6 +294,7 @@ struct ce_nsm_map *ce_nsm_map_get(struct ce_nsm *n, uint32_t id);
 void ce_nsm_stop_all(struct ce *ce);
 int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, bool move, char *err, size_t errlen);
 void ce_nsm_first_byte(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm);
+void ce_nsm_first_write(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, uint64_t at_ns);
 void ce_nsm_maybe_retire(struct ce *ce, struct ce_nsm *n);
 
 /* ce_switch.c */

@@ -245,20 +245,22 @@ static void cmd_vms(struct ce *ce, struct outbuf *o, bool json)
 		struct ce_vm *vm = &ce->vms[v];
 		char ip[INET_ADDRSTRLEN];
 		uint32_t socks, chans, tx;
-		char gap[32] = "null";
+		char gap[32] = "null", chunk_gap[32] = "null";
 		inet_ntop(AF_INET, vm->ip, ip, sizeof(ip));
 		vm_counts(vm, &socks, &chans, &tx);
 		if (vm->switch_gap_ns >= 0)
 			snprintf(gap, sizeof(gap), "%.1f", vm->switch_gap_ns / 1e3);
+		if (vm->switch_chunk_ns >= 0)
+			snprintf(chunk_gap, sizeof(chunk_gap), "%.1f", vm->switch_chunk_ns / 1e3);
 		if (json)
 			out(o, "%s{\"name\":\"%s\",\"ip\":\"%s\",\"nsm\":\"%s\",\"procs\":%u,\"sockets\":%u,"
 			       "\"rx_used\":%u,\"tx_inflight\":%u,\"bad_nqes\":%llu,\"nqes_in\":%llu,\"nqes_out\":%llu,"
-			       "\"switches\":%u,\"migrations\":%u,\"switch_gap_us\":%s,\"mode\":\"%s\",\"boots\":%u,"
+			       "\"switches\":%u,\"migrations\":%u,\"switch_gap_us\":%s,\"switch_chunk_us\":%s,\"mode\":\"%s\",\"boots\":%u,"
 			       "\"weight\":%u,\"rate_bps\":%llu,\"ops_rate\":%llu,\"tx_bytes\":%llu,\"rx_bytes\":%llu,"
 			       "\"capped_nqes\":%llu}",
 			    v ? "," : "", vm->name, ip, ce->nsms[vm->nsm].name, chans, socks, vm_rx_used(vm), tx,
 			    (unsigned long long)vm->bad_nqes, (unsigned long long)vm->nqes_in,
-			    (unsigned long long)vm->nqes_out, vm->switches, vm->migrations, gap,
+			    (unsigned long long)vm->nqes_out, vm->switches, vm->migrations, gap, chunk_gap,
 			    vm->vmmode ? "vm" : "process", vm->boots, vm->weight,
 			    (unsigned long long)vm->cap_bytes.rate * 8, (unsigned long long)vm->cap_ops.rate,
 			    (unsigned long long)vm->tx_bytes, (unsigned long long)vm->rx_bytes,

@@ -154,6 +154,8 @@ void ce_mig_ack(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, uint32_t s, c
 	}
 	sk->mig = CE_MIG_DRAINING;
 	sk->mig_rx_off = q->arg.mig.offset;
+	if (q->cookie)
+		ce_nsm_first_write(ce, n, vm, q->cookie);
 	/* Released meanwhile: the old leg just flushes and closes (the peer
 	 * has linked, so its FIN is the old leg's end there). */
 	struct nk_nqe out = { .op = sk->close_owed ? NK_OP_CLOSE : NK_OP_MIGRATE_OUT,

@@ -441,6 +441,7 @@ int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, bool move,
 	vm->switches++;
 	vm->switch_ns = ce_now_ns();
 	vm->switch_gap_ns = -1;
+	vm->switch_chunk_ns = -1;
 	vm->mig_scan = move; /* session connections move too (ce_mig.c) */
 	if (to->state == CE_NSM_UP)
 		ce_nsm_attach_vm(ce, to, vm);
@@ -450,14 +451,35 @@ int ce_nsm_switch(struct ce *ce, struct ce_vm *vm, struct ce_nsm *to, bool move,
 	return 0;
 }
 
-/* The first byte an NSM carries for a VM after the VM switched to it. */
+/* The first whole chunk an NSM carries for a VM after the VM switched to it
+ * (a SEND it finished writing, or data it received). Unless the NSM told us
+ * of an earlier first write (ce_nsm_first_write), its first byte went then. */
 void ce_nsm_first_byte(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm)
 {
 	(void)ce;
-	if (vm->switch_gap_ns < 0 && vm->switch_from >= 0 && vm->nsm == (int)n->idx) {
-		vm->switch_gap_ns = (int64_t)(ce_now_ns() - vm->switch_ns);
-		ce_log("vm %s: first byte on NSM %s %.3f ms after the switch", vm->name, n->name,
-		       vm->switch_gap_ns / 1e6);
+	if (vm->switch_chunk_ns < 0 && vm->switch_from >= 0 && vm->nsm == (int)n->idx) {
+		vm->switch_chunk_ns = (int64_t)(ce_now_ns() - vm->switch_ns);
+		if (vm->switch_gap_ns < 0 || vm->switch_gap_ns > vm->switch_chunk_ns)
+			vm->switch_gap_ns = vm->switch_chunk_ns;
+		ce_log("vm %s: first chunk on NSM %s %.3f ms after the switch (first byte %.3f ms)", vm->name,
+		       n->name, vm->switch_chunk_ns / 1e6, vm->switch_gap_ns / 1e6);
+	}
+}
+
+/* A new leg on NSM n first wrote guest bytes at at_ns (CLOCK_MONOTONIC, as
+ * reported in its MIGRATE_ACK): often a partial chunk, one round trip before
+ * the chunk's SEND_DONE, since a fresh connection's send buffer is small.
+ * Reported times outside [switch, now] are ignored. */
+void ce_nsm_first_write(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm, uint64_t at_ns)
+{
+	(void)ce;
+	uint64_t now = ce_now_ns();
+	if (vm->switch_from < 0 || vm->nsm != (int)n->idx || at_ns < vm->switch_ns || at_ns > now)
+		return;
+	int64_t gap = (int64_t)(at_ns - vm->switch_ns);
+	if (vm->switch_gap_ns < 0 || gap < vm->switch_gap_ns) {
+		vm->switch_gap_ns = gap;
+		ce_log("vm %s: first byte on NSM %s %.3f ms after the switch", vm->name, n->name, gap / 1e6);
 	}
 }
 

@@ -72,6 +72,7 @@ int ce_vm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 	vm->nsm = (int)n->idx;
 	vm->switch_from = -1;
 	vm->switch_gap_ns = -1;
+	vm->switch_chunk_ns = -1;
 	vm->vmmode = vmmode;
 	vm->qemu_pidfd = -1;
 	vm->weight = 1;

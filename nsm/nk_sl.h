@@ -100,6 +100,7 @@ struct nk_sl_sock {
 	bool internal;        /* never reported to the CE: session listener/leg */
 	bool sess_listen;     /* the session port listener */
 	bool mig_in;          /* new leg of a MIGRATE: complete after the ACK */
+	uint64_t mig_first_ns; /* ... and when it first wrote guest bytes (0 = not yet) */
 	bool mig_out;         /* MIGRATE_OUT: shut write once the queue drained */
 	bool mig_shut;
 	bool newconn_pending; /* NEWCONN waits for the client's hello */

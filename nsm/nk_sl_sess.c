@@ -165,6 +165,8 @@ static void mig_ack(struct nk_sl *sl, struct nk_sl_sock *s, int32_t result, uint
 {
 	struct nk_nqe a = { .op = NK_OP_MIGRATE_ACK, .vm = s->vm, .sock = s->id,
 			    .chunk = NK_NO_CHUNK, .result = result };
+	if (result == 0)
+		a.cookie = s->mig_first_ns;
 	a.arg.mig.offset = off;
 	nk_sl_post(sl, &a);
 }

@@ -267,6 +267,8 @@ static void tx_run(struct nk_sl *sl, struct nk_sl_sock *s)
 			break;
 		}
 		s->tx_bytes += (uint64_t)w;
+		if (s->mig_in && w > 0 && !s->mig_first_ns)
+			s->mig_first_ns = nk_sl_now_ns(); /* the switch gap ends here */
 		/* Retire what was fully written; a partial head stays. */
 		size_t left = (size_t)w;
 		bool progress = false;

@@ -130,7 +130,9 @@ enum nk_op {
 	                           not a completion: no NK_NQF_COMPLETION */
 	NK_OP_MIGRATE_ACK = 21, /**< the peer linked a MIGRATE leg: result 0 and
 	                           arg.mig.offset = bytes the peer sent on the old
-	                           leg; or result < 0, the leg failed */
+	                           leg, cookie = CLOCK_MONOTONIC ns of the leg's
+	                           first write of guest bytes (0 = none yet); or
+	                           result < 0, the leg failed */
 	/* CE -> NSM only */
 	NK_OP_GRANT = 24,     /**< vm; len = count; arg.u32[0..len) = RX chunk ids */
 	NK_OP_RX_CREDIT = 25, /**< sock; len = rx ring entries given back */

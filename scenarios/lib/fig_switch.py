@@ -167,6 +167,7 @@ def main():
                 if vm["switch_gap_us"] is None:
                     r["gap_note"] = "switch_gap_us is null (no byte carried by the new NSM yet?)"
             if vm is not None:
+                r["switch_chunk_us"] = vm.get("switch_chunk_us")
                 r["vm_after"] = {k: vm.get(k) for k in ("nsm", "switches", "migrations") if k in vm}
             out = r.get("switch_output", "")
             m = re.search(r"\((warm|cold) switch\)", out)
@@ -186,8 +187,8 @@ def main():
     cold_tcp = mean_gbps(series.get("netkernel_cold"), min(1.0, C / 5), C)
     cold_mptcp = mean_gbps(series.get("netkernel_cold"), C + min(1.0, C / 5), 2 * C)
 
-    def gap_ms(r):
-        g = r.get("switch_gap_us")
+    def gap_ms(r, key="switch_gap_us"):
+        g = r.get(key)
         return round(g / 1000, 3) if isinstance(g, (int, float)) else None
 
     # ---- problems ----
@@ -262,7 +263,12 @@ def main():
         "nk_over_native_mptcp": round(nk_mptcp / native_mptcp, 3) if nk_mptcp and native_mptcp else None,
         "switch_gap_warm_ms": gap_ms(nk),
         "switch_gap_cold_ms": gap_ms(nkc),
-        "switch_gap_source": "switch_gap_us of `nkctl --json list vms` (sender CoreEngine, vm vs)",
+        "switch_gap_source": "switch_gap_us of `nkctl --json list vms` (sender CoreEngine, vm vs): "
+                             "switch command to the new NSM's first write of the VM's bytes",
+        "switch_chunk_warm_ms": gap_ms(nk, "switch_chunk_us"),
+        "switch_chunk_cold_ms": gap_ms(nkc, "switch_chunk_us"),
+        "switch_chunk_source": "switch_chunk_us: switch command to the first whole chunk the new NSM "
+                               "finished writing (its SEND_DONE)",
         "app_stall_warm_ms": nk.get("recv_max_stall_ms"),
         "app_stall_cold_ms": nkc.get("recv_max_stall_ms"),
         "app_stall_source": "longest time between two data arrivals at the receiving nk_stream (recv returns)",
