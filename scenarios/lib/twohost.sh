@@ -60,7 +60,8 @@
 #
 # Environment: TB2_GUESTS (process, default, or vm: guests are QEMU VMs);
 # NK_LINK_RATE (default 1gbit); TB2_TBF_BURST (default 256k) and
-# TB2_TBF_LATENCY (default 20ms) for the tbf qdiscs; NK_CC (sender's TCP NSM,
+# TB2_TBF_LATENCY (default 20ms) for the tbf qdiscs; TB2_MPTCP_CSUM (default 1:
+# net.mptcp.checksum_enabled in both hosts, see the incident of 2026-11-22); NK_CC (sender's TCP NSM,
 # default cubic); TB2_NK_PEERS (default 10.78.0.0/16; empty: never pass
 # --nk-peers) and TB2_NK_PEERS_MODE (auto: pass --nk-peers only if
 # `nk-coreengine --help` mentions it; on; off). Sets TB2_NK_PEERS_USED=0/1.
@@ -118,6 +119,11 @@ tb2_net_up() {
 			tb_fail "cannot enable MPTCP in $h (kernel without CONFIG_MPTCP?)"
 		ip -n "$h" mptcp limits set subflow 2 add_addr_accepted 2 ||
 			tb_fail "ip mptcp limits failed in $h (iproute2 too old?)"
+		# DSS checksums: without them this kernel (6.18) corrupted about
+		# one switched stream in 130 (docs/incidents/2026-11-22-cold-switch-
+		# corrupt.md); with them none in 400 runs, at no measurable cost.
+		ip netns exec "$h" sysctl -qw net.mptcp.checksum_enabled="${TB2_MPTCP_CSUM:-1}" ||
+			tb_log "$h: cannot set net.mptcp.checksum_enabled=${TB2_MPTCP_CSUM:-1}"
 	done
 	ip netns exec "$s" sysctl -qw net.ipv4.conf.to-rcv.rp_filter=0 net.ipv4.conf.to-rcv2.rp_filter=0
 	ip netns exec "$r" sysctl -qw net.ipv4.conf.to-snd.rp_filter=0 net.ipv4.conf.to-snd2.rp_filter=0

@@ -6,7 +6,7 @@
  * under `mptcpize run`, and as a NetKernel guest.
  *
  *   nk_stream send [-b SRCADDR] [-C CC] [-s SEED] HOST PORT SECONDS
- *   nk_stream recv [-i MS] [-o CSV] [-C CC] [-s SEED] PORT
+ *   nk_stream recv [-i MS] [-o CSV] [-C CC] [-s SEED] [-p MS] [-v N] PORT
  *
  * -C CC sets TCP_CONGESTION on the socket (native runs: a network namespace
  * can only default to a cc the root namespace allows); a failure is reported
@@ -21,11 +21,16 @@
  *   compares every byte with the generator, writes `t_s,bytes_interval,mbps`
  *   every MS ms (default 100) measured from the first byte (row t_s is the end
  *   of its interval; the last row is the partial interval up to EOF), answers
- *   with (bytes, checksum) and closes.
+ *   with (bytes, checksum) and closes. -p MS leaves the accepted connection
+ *   unread MS ms first (its receive window fills, as with a switched
+ *   session's new leg at a receiving NSM); -v N reads with readv into N
+ *   16 KiB iovecs, as the NSM does (default: recv into one 256 KiB buffer).
  *
  * Byte i of the stream is byte (i mod 8) of splitmix64(SEED + (i / 8) * phi),
  * so any offset can be regenerated and a receiver can name the first wrong
- * byte. Both sides use the same default SEED. The checksum is over the
+ * byte. Both sides use the same default SEED. A corrupt stream is followed
+ * further (stderr: "at X came the bytes of offset Y (+D)", up to 12 jumps),
+ * so a report tells skipped, repeated and reordered bytes apart. The checksum is over the
  * stream's 8-byte words (the last one zero-padded) and the length, so it does
  * not depend on how send/recv split the stream.
  *
@@ -55,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +98,63 @@ static void gen_fill(uint64_t seed, uint64_t off, uint8_t *buf, size_t len)
 	if (done < len) {
 		uint64_t v = htole64(word_at(seed, w));
 		memcpy(buf + done, &v, len - done);
+	}
+}
+
+/* Where the bytes got[0..16) belong in the stream, searched within +-32 MiB
+ * of `at`: 1 and *from set, or 0 (not stream data there, or too short). */
+static int locate(uint64_t seed, uint64_t at, const uint8_t *got, size_t len, uint64_t *from)
+{
+	const uint64_t win = 32u << 20;
+	if (len < 16)
+		return 0;
+	uint64_t lo = at > win ? at - win : 0, span = 2 * win;
+	uint8_t *ref = malloc(span);
+	if (!ref)
+		return 0;
+	gen_fill(seed, lo, ref, span);
+	uint8_t *hit = memmem(ref, span, got, 16);
+	if (hit)
+		*from = lo + (uint64_t)(hit - ref);
+	free(ref);
+	return hit != NULL;
+}
+
+/* Following a corrupt stream: each stretch of received bytes is matched
+ * to where it belongs, so a report says "at X came bytes from Y" for up to
+ * NK_TRACK jumps (bytes skipped, repeated or reordered) rather than only
+ * "wrong from X". */
+#define NK_TRACK 12
+struct track {
+	int jumps;       /* reported so far; NK_TRACK = stopped following */
+	int64_t delta;   /* received offset + delta = stream offset */
+};
+
+static void track_buf(struct track *t, uint64_t seed, uint64_t off, const uint8_t *buf, size_t n, uint8_t *exp)
+{
+	size_t pos = 0;
+	while (pos < n && t->jumps < NK_TRACK) {
+		gen_fill(seed, off + pos + (uint64_t)t->delta, exp, n - pos);
+		size_t k = 0;
+		while (pos + k < n && buf[pos + k] == exp[k])
+			k++;
+		pos += k;
+		if (pos == n)
+			return;
+		uint64_t at = off + pos, from = 0;
+		char hex[3 * 16 + 1] = "";
+		for (size_t i = 0; i < 16 && pos + i < n; i++)
+			snprintf(hex + 3 * i, 4, " %02x", buf[pos + i]);
+		t->jumps++;
+		if (!locate(seed, at, buf + pos, n - pos, &from)) {
+			fprintf(stderr, "nk_stream: at %" PRIu64 " received%s: not stream data within 32 MiB; not following further\n",
+				at, hex);
+			t->jumps = NK_TRACK;
+			return;
+		}
+		t->delta = (int64_t)(from - at);
+		fprintf(stderr, "nk_stream: at %" PRIu64 " came the bytes of offset %" PRIu64 " (%+" PRId64 ")\n", at,
+			from, t->delta);
 	}
 }
 
@@ -167,7 +230,7 @@ static double wall(void)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: nk_stream send [-b SRCADDR] [-C CC] [-s SEED] HOST PORT SECONDS\n"
-		   "       nk_stream recv [-i MS] [-o CSV] [-C CC] [-s SEED] PORT\n");
+		   "       nk_stream recv [-i MS] [-o CSV] [-C CC] [-s SEED] [-p MS] PORT\n");
 }
 
 static int die_usage(const char *msg, const char *arg)
@@ -383,8 +446,8 @@ static void series_tick(struct series *s, double now)
 static int do_recv(int argc, char **argv)
 {
 	const char *csv = NULL, *cc = NULL;
-	uint64_t seed = DEFAULT_SEED, ms = 100;
-	int i = 0;
+	uint64_t seed = DEFAULT_SEED, ms = 100, pause_ms = 0;
+	int i = 0, use_readv = 0;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (i + 1 >= argc)
 			return die_usage("option needs a value", argv[i]);
@@ -398,6 +461,13 @@ static int do_recv(int argc, char **argv)
 		} else if (!strcmp(argv[i], "-s")) {
 			if (parse_u64(argv[++i], &seed) < 0)
 				return die_usage("bad seed", argv[i]);
+		} else if (!strcmp(argv[i], "-v")) {
+			use_readv = atoi(argv[++i]);
+			if (use_readv < 0 || use_readv > 64)
+				return die_usage("bad -v (0..64 iovecs)", argv[i]);
+		} else if (!strcmp(argv[i], "-p")) {
+			if (parse_u64(argv[++i], &pause_ms) < 0 || pause_ms > 60000)
+				return die_usage("bad pause (0..60000 ms)", argv[i]);
 		} else
 			return die_usage("unknown option", argv[i]);
 	}
@@ -447,6 +517,13 @@ static int do_recv(int argc, char **argv)
 	/* The listener stays open until the end: MPTCP's additional subflows
 	 * (MP_JOIN) arrive at it after accept(), and a closed one resets them. */
 	print_conn(fd);
+	if (pause_ms) {
+		/* Leave the connection unread a while (its receive window fills),
+		 * as a receiving NSM does with a switched session's new leg. */
+		struct timespec ts = { (time_t)(pause_ms / 1000), (long)(pause_ms % 1000) * 1000000 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 
 	uint8_t *buf = malloc(BUF), *exp = malloc(BUF);
 	if (!buf || !exp)
@@ -455,9 +532,19 @@ static int do_recv(int argc, char **argv)
 	csum_init(&cs);
 	uint64_t off = 0, bad_at = 0;
 	int corrupt = 0;
+	struct track trk = { 0, 0 };
 	double t_last = 0, t_prev = 0, stall = 0, stall_at = 0;
 	for (;;) {
-		ssize_t n = recv(fd, buf, BUF, 0);
+		ssize_t n;
+		if (use_readv) {
+			/* as the NSM reads: into use_readv 16 KiB iovecs */
+			struct iovec iv[64];
+			for (int j = 0; j < use_readv; j++)
+				iv[j] = (struct iovec){ buf + (size_t)j * 16384, 16384 };
+			n = readv(fd, iv, use_readv);
+		} else {
+			n = recv(fd, buf, BUF, 0);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -492,6 +579,8 @@ static int do_recv(int argc, char **argv)
 					bad_at, buf[k], exp[k]);
 			}
 		}
+		if (corrupt && trk.jumps < NK_TRACK)
+			track_buf(&trk, seed, off, buf, (size_t)n, exp);
 		csum_add(&cs, buf, (size_t)n);
 		off += (uint64_t)n;
 	}
