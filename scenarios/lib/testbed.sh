@@ -56,7 +56,8 @@
 #
 # Environment: BUILD (default build, relative to the repository root),
 # NK_CC, NK_RATE, NK_KEEP=1 (keep $TB_DIR), NK_PRELOAD_EXTRA (passed through to
-# nkrun, which puts it in front of LD_PRELOAD).
+# nkrun, which puts it in front of LD_PRELOAD), NK_CE_SPIN_US and
+# NK_NSM_SPIN_US (tb_netkernel_up: spin-before-sleep, default 20 us each).
 
 TB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TB_BUILD=${BUILD:-build}
@@ -481,10 +482,20 @@ tb_netkernel_up() {
 	local sock=$TB_DIR/ce.sock
 	tb_track_file "/dev/shm/nk-$TB_ID-*"
 	tb_track_file "$sock"
-	local cc=${NK_CC:-cubic}
+	local cc=${NK_CC:-cubic} spin=() nspin=
+	# Spin-before-sleep of the CoreEngine and the NSM (defaults 20 us each),
+	# for measuring that lever: NK_CE_SPIN_US, NK_NSM_SPIN_US.
+	if [ -n "${NK_CE_SPIN_US:-}" ]; then
+		[[ $NK_CE_SPIN_US =~ ^[0-9]{1,7}$ ]] || { tb_log "NK_CE_SPIN_US wants microseconds, not '$NK_CE_SPIN_US'"; return 1; }
+		spin=(--spin-us "$NK_CE_SPIN_US")
+	fi
+	if [ -n "${NK_NSM_SPIN_US:-}" ]; then
+		[[ $NK_NSM_SPIN_US =~ ^[0-9]{1,7}$ ]] || { tb_log "NK_NSM_SPIN_US wants microseconds, not '$NK_NSM_SPIN_US'"; return 1; }
+		nspin=",spin=$NK_NSM_SPIN_US"
+	fi
 	tb_log "CoreEngine: instance $TB_ID, NSM tcp in $(tb_ns nsm) (cc=$cc), control $sock"
-	tb_bg root "$TB_DIR/ce.log" "$TB_BUILD/bin/nk-coreengine" --ctl "$sock" --instance "$TB_ID" \
-		--nsm "name=tcp,netns=$(tb_ns nsm),stack=kernel,cc=$cc" \
+	tb_bg root "$TB_DIR/ce.log" "$TB_BUILD/bin/nk-coreengine" --ctl "$sock" --instance "$TB_ID" "${spin[@]+"${spin[@]}"}" \
+		--nsm "name=tcp,netns=$(tb_ns nsm),stack=kernel,cc=$cc$nspin" \
 		--vm name=vm1,ip=10.77.0.11,nsm=tcp "${extra[@]+"${extra[@]}"}" >/dev/null
 	TB_CE_PID=$TB_LAST_PID
 	local i
