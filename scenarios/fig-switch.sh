@@ -86,11 +86,7 @@ IV_MS=100
 
 # shellcheck source=scenarios/lib/twohost.sh
 . "$ROOT/scenarios/lib/twohost.sh"
-STREAM=$TB_BUILD/tests/prog/nk_stream
-NKCTL=$TB_BUILD/bin/nkctl
-for p in "$STREAM" "$NKCTL"; do
-	[ -x "$p" ] || { echo "fig-switch: $p is not built (run make)" >&2; exit 1; }
-done
+tb2_stream_tools fig-switch || exit 1
 for p in mptcpize python3 ss gnuplot; do
 	command -v "$p" >/dev/null 2>&1 || { echo "fig-switch: $p is not installed (./reproduce.sh installs it)" >&2; exit 1; }
 done

@@ -52,11 +52,7 @@ fi
 
 # shellcheck source=scenarios/lib/twohost.sh
 . "$ROOT/scenarios/lib/twohost.sh"
-STREAM=$TB_BUILD/tests/prog/nk_stream
-NKCTL=$TB_BUILD/bin/nkctl
-for p in "$STREAM" "$NKCTL"; do
-	[ -x "$p" ] || { echo "stress-switch: $p is not built (run make)" >&2; exit 1; }
-done
+tb2_stream_tools stress-switch || exit 1
 mkdir -p "$KEEP" || exit 1
 
 export TB2_MPTCP_CSUM=$CSUM

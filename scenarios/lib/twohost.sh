@@ -52,6 +52,7 @@
 #                        (foreground, bounded by TB_GUEST_TIMEOUT, default 300 s)
 #   tb2_guest_bg VM LOG CMD...   the same in the background (like tb_bg)
 #   tb2_nkctl VM|HOST ARGS...    nkctl --ctl CTL ARGS... (bounded, 20 s)
+#   tb2_stream_tools WHO sets STREAM and NKCTL (built binaries) or fails
 #   tb2_vm_bg VM CONSOLE OUT [nkvm options] -- CMD...
 #                        TB2_GUESTS=vm: run CMD in a QEMU VM that is VM vs/vr
 #                        (the CoreEngines then declare vs and vr mode=vm)
@@ -288,6 +289,18 @@ tb2_vm_bg() {
 	shift 3
 	h=$(tb2_host "$vm") || return 1
 	tb_vm_bg "$TB_DIR/ce-$h.sock" "$TB_ID-${h:0:1}" "$vm" "$con" "$out" "$@"
+}
+
+# tb2_stream_tools WHO: set STREAM (nk_stream) and NKCTL from the build; if
+# one is missing, say so in WHO's name and return 1.
+tb2_stream_tools() {
+	# shellcheck disable=SC2034 # used by the sourcing script
+	STREAM=$TB_BUILD/tests/prog/nk_stream
+	NKCTL=$TB_BUILD/bin/nkctl
+	local p
+	for p in "$STREAM" "$NKCTL"; do
+		[ -x "$p" ] || { echo "${1:?tb2_stream_tools WHO}: $p is not built (run make)" >&2; return 1; }
+	done
 }
 
 tb2_nkctl() {
