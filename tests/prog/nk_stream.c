@@ -5,8 +5,8 @@
  * POSIX sockets, nothing NetKernel-specific: the same binary runs natively,
  * under `mptcpize run`, and as a NetKernel guest.
  *
- *   nk_stream send [-b SRCADDR] [-C CC] [-s SEED] HOST PORT SECONDS
- *   nk_stream recv [-i MS] [-o CSV] [-C CC] [-s SEED] [-p MS] [-v N] PORT
+ *   nk_stream send [-b SRCADDR] [-C CC] [-s SEED] [-H N] [-N 1] HOST PORT SECONDS
+ *   nk_stream recv [-i MS] [-o CSV] [-C CC] [-s SEED] [-H N] [-p MS] [-v N] PORT
  *
  * -C CC sets TCP_CONGESTION on the socket (native runs: a network namespace
  * can only default to a cc the root namespace allows); a failure is reported
@@ -25,6 +25,9 @@
  *   unread MS ms first (its receive window fills, as with a switched
  *   session's new leg at a receiving NSM); -v N reads with readv into N
  *   16 KiB iovecs, as the NSM does (default: recv into one 256 KiB buffer).
+ *   -H N (both sides): N zero bytes before the stream, written and read on
+ *   their own, as a session hello. send -N 1 writes as a ServiceLib does:
+ *   non-blocking sendmsg of up to 32 16 KiB iovecs, poll on EAGAIN.
  *
  * Byte i of the stream is byte (i mod 8) of splitmix64(SEED + (i / 8) * phi),
  * so any offset can be regenerated and a receiver can name the first wrong
@@ -55,6 +58,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,8 +233,8 @@ static double wall(void)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: nk_stream send [-b SRCADDR] [-C CC] [-s SEED] HOST PORT SECONDS\n"
-		   "       nk_stream recv [-i MS] [-o CSV] [-C CC] [-s SEED] [-p MS] PORT\n");
+	fprintf(f, "usage: nk_stream send [-b SRCADDR] [-C CC] [-s SEED] [-H N] [-N 1] HOST PORT SECONDS\n"
+		   "       nk_stream recv [-i MS] [-o CSV] [-C CC] [-s SEED] [-H N] [-p MS] [-v N] PORT\n");
 }
 
 static int die_usage(const char *msg, const char *arg)
@@ -288,11 +292,29 @@ static int parse_port(const char *s, uint16_t *out)
 
 /* ---- send ---- */
 
+/* Non-blocking send of buf[0..len) as a ServiceLib does: sendmsg of up to
+ * 32 iovecs of 16 KiB with MSG_DONTWAIT, poll for POLLOUT on EAGAIN. */
+static ssize_t send_nb(int fd, const uint8_t *buf, size_t len)
+{
+	struct iovec iov[32];
+	int n = 0;
+	for (size_t o = 0; o < len && n < 32; o += 16384, n++)
+		iov[n] = (struct iovec){ (void *)(buf + o), len - o < 16384 ? len - o : 16384 };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+	for (;;) {
+		ssize_t w = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w >= 0 || (errno != EAGAIN && errno != EINTR))
+			return w;
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		(void)poll(&p, 1, 1000);
+	}
+}
+
 static int do_send(int argc, char **argv)
 {
 	const char *src = NULL, *cc = NULL;
-	uint64_t seed = DEFAULT_SEED;
-	int i = 0;
+	uint64_t seed = DEFAULT_SEED, pre = 0;
+	int i = 0, nb = 0;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (i + 1 >= argc)
 			return die_usage("option needs a value", argv[i]);
@@ -300,7 +322,12 @@ static int do_send(int argc, char **argv)
 			src = argv[++i];
 		else if (!strcmp(argv[i], "-C"))
 			cc = argv[++i];
-		else if (!strcmp(argv[i], "-s")) {
+		else if (!strcmp(argv[i], "-N"))
+			nb = atoi(argv[++i]) != 0;
+		else if (!strcmp(argv[i], "-H")) {
+			if (parse_u64(argv[++i], &pre) < 0 || pre > 4096)
+				return die_usage("bad preamble (0..4096 bytes)", argv[i]);
+		} else if (!strcmp(argv[i], "-s")) {
 			if (parse_u64(argv[++i], &seed) < 0)
 				return die_usage("bad seed", argv[i]);
 		} else
@@ -353,6 +380,15 @@ static int do_send(int argc, char **argv)
 	}
 	freeaddrinfo(res);
 	print_conn(fd);
+	if (pre) {
+		/* A preamble outside the stream, in its own write (as a session
+		 * hello goes before a resumed leg's data). */
+		uint8_t z[4096] = { 0 };
+		if (nk_io_send_all(fd, z, (size_t)pre) < 0) {
+			fprintf(stderr, "nk_stream: preamble: %s\n", strerror(errno));
+			return 3;
+		}
+	}
 
 	uint8_t *buf = malloc(BUF);
 	if (!buf)
@@ -366,7 +402,7 @@ static int do_send(int argc, char **argv)
 		size_t pos = 0;
 		/* Keep the deadline tight: check it between partial sends too. */
 		while (pos < BUF) {
-			ssize_t n = send(fd, buf + pos, BUF - pos, MSG_NOSIGNAL);
+			ssize_t n = nb ? send_nb(fd, buf + pos, BUF - pos) : send(fd, buf + pos, BUF - pos, MSG_NOSIGNAL);
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -446,7 +482,7 @@ static void series_tick(struct series *s, double now)
 static int do_recv(int argc, char **argv)
 {
 	const char *csv = NULL, *cc = NULL;
-	uint64_t seed = DEFAULT_SEED, ms = 100, pause_ms = 0;
+	uint64_t seed = DEFAULT_SEED, ms = 100, pause_ms = 0, pre = 0;
 	int i = 0, use_readv = 0;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (i + 1 >= argc)
@@ -465,6 +501,9 @@ static int do_recv(int argc, char **argv)
 			use_readv = atoi(argv[++i]);
 			if (use_readv < 0 || use_readv > 64)
 				return die_usage("bad -v (0..64 iovecs)", argv[i]);
+		} else if (!strcmp(argv[i], "-H")) {
+			if (parse_u64(argv[++i], &pre) < 0 || pre > 4096)
+				return die_usage("bad preamble (0..4096 bytes)", argv[i]);
 		} else if (!strcmp(argv[i], "-p")) {
 			if (parse_u64(argv[++i], &pause_ms) < 0 || pause_ms > 60000)
 				return die_usage("bad pause (0..60000 ms)", argv[i]);
@@ -517,6 +556,13 @@ static int do_recv(int argc, char **argv)
 	/* The listener stays open until the end: MPTCP's additional subflows
 	 * (MP_JOIN) arrive at it after accept(), and a closed one resets them. */
 	print_conn(fd);
+	if (pre) {
+		uint8_t z[4096];
+		if (nk_io_recv_full(fd, z, (size_t)pre) != (ssize_t)pre) {
+			fprintf(stderr, "nk_stream: preamble: %s\n", errno ? strerror(errno) : "EOF");
+			return 3;
+		}
+	}
 	if (pause_ms) {
 		/* Leave the connection unread a while (its receive window fills),
 		 * as a receiving NSM does with a switched session's new leg. */
