@@ -121,36 +121,18 @@ case $probe in *"iso=on"*) ISO_OK=1 ;; esac
 CE_PID=
 CE_SOCK=
 ce_start() { # INSTANCE ARGS...
-	local inst=$1 i
+	local inst=$1
 	shift
 	CE_SOCK=$TB_DIR/ce-$inst.sock
-	tb_track_file "$CE_SOCK"
-	tb_bg root "$OUT/logs/ce-$inst.log" "$TB_BUILD/bin/nk-coreengine" --ctl "$CE_SOCK" \
-		--instance "$TB_ID-$inst" "$@" >/dev/null
+	if ! tb_ce_bg "$OUT/logs/ce-$inst.log" "$CE_SOCK" --instance "$TB_ID-$inst" "$@" 2>"$TB_DIR/ce-start.err"; then
+		say "   the CoreEngine did not start: $(tr '\n' ' ' <"$TB_DIR/ce-start.err")"
+		return 1
+	fi
 	CE_PID=$TB_LAST_PID
-	for ((i = 0; i < 50; i++)); do
-		[ -S "$CE_SOCK" ] && return 0
-		kill -0 "$CE_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	say "   the CoreEngine did not start: $(tail -n 3 "$OUT/logs/ce-$inst.log" | tr '\n' ' ')"
-	return 1
 }
 
-ce_stop() {
-	local i p
-	[ -n "$CE_PID" ] || return 0
-	kill -TERM "$CE_PID" 2>/dev/null
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$CE_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$CE_PID" 2>/dev/null && kill -KILL "$CE_PID" 2>/dev/null
-	wait "$CE_PID" 2>/dev/null
-	for p in $(ip netns pids "$(tb_ns nsm)" 2>/dev/null); do
-		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = nk-nsm ] && kill -TERM "$p" 2>/dev/null
-	done
-	rm -f "$CE_SOCK"
+ce_stop() { # the CoreEngine, and NSMs a hard death left in the nsm namespace
+	tb_ce_stop "$CE_PID" "$CE_SOCK" nsm
 	CE_PID=
 }
 

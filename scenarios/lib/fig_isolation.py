@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from figlib import fmt, read_res
+from figlib import fmt, iperf_mbps, png_terminal, read_res
 
 VMS = {"10.80.0.11": "v1", "10.80.0.12": "v2", "10.80.0.13": "v3"}
 RUNS = ["native", "iso_off", "iso_on"]
@@ -151,21 +151,6 @@ def jain(xs):
     return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs))
 
 
-def iperf_client(path):
-    try:
-        with open(path, errors="replace") as f:
-            text = f.read()
-        j = json.loads(text[text.find("{"):])
-    except (OSError, ValueError):
-        return None, "no JSON output"
-    if j.get("error"):
-        return None, j["error"]
-    try:
-        return j["end"]["sum_received"]["bits_per_second"] / 1e6, None
-    except (KeyError, TypeError):
-        return None, "no end.sum_received"
-
-
 def ce_snap(path):
     """(epoch, {vm: tx_bytes}) from a vms_snap file, or None"""
     try:
@@ -237,7 +222,7 @@ def analyse(d, out, run):
         if r["cap_rc"] not in (0, None):
             r["errors"].append(f"nkctl set v1 rate=... failed (exit {r['cap_rc']}): {res.get('cap_output')}")
     for vm in VMS.values():
-        x, e = iperf_client(os.path.join(out, "logs", f"{run}-{vm}-iperf3.json"))
+        x, e = iperf_mbps(os.path.join(out, "logs", f"{run}-{vm}-iperf3.json"))
         r.setdefault("iperf3_client_mbps", {})[vm] = round(x, 1) if x is not None else None
         if x is None:
             r["errors"].append(f"{vm} iperf3: {e}")
@@ -344,11 +329,7 @@ def cmd_summary(a):
                     f.write(f"{run},{t:.3f},{vm},{v[vm]:.2f}\n")
 
     # ---- gnuplot: one panel per run ----
-    try:
-        terms = subprocess.run(["gnuplot", "-e", "set terminal"], capture_output=True, text=True, timeout=20)
-        term = "pngcairo" if "pngcairo" in (terms.stdout + terms.stderr) else "png"
-    except (OSError, subprocess.SubprocessError):
-        term = "png"
+    term = png_terminal()
     panels = [r for r in ("iso_off", "iso_on", "native") if r in runs]
     titles = {"native": "native (no NetKernel): the kernel shares per flow",
               "iso_off": f"NetKernel, one shared NSM, isolation off: Jain {fmt(off.get('jain'), 3)}",

@@ -19,37 +19,14 @@ import glob
 import json
 import os
 import re
-import subprocess
 import sys
-from figlib import fmt, read_res
+from figlib import fmt, iperf_mbps, png_terminal, read_res
 
 CLAIM = ("One NSM serving N VMs delivers the aggregate throughput of N separate NSMs "
          "(one per VM) with fewer cores: multiplexing NSMs saves CPU "
          "(NetKernel; acceptance here: at N = 8, shared >= 90 % of the throughput, "
          "<= 50 % of the NSM CPU time).")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def iperf_mbps(path):
-    """(received Mbit/s, error) from an iperf3 client's --json output."""
-    try:
-        with open(path, errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return None, "no output"
-    i = text.find("{")
-    if i < 0:
-        return None, text.strip()[-200:] or "empty output"
-    try:
-        j = json.loads(text[i:])
-    except ValueError:
-        return None, "unparsable JSON"
-    if j.get("error"):
-        return None, j["error"]
-    try:
-        return j["end"]["sum_received"]["bits_per_second"] / 1e6, None
-    except (KeyError, TypeError):
-        return None, "no end.sum_received"
 
 
 def rr_result(path):
@@ -273,11 +250,7 @@ def cmd_summary(a):
                 "host_steal_pct")) + "\n")
 
     # ---- gnuplot ----
-    try:
-        terms = subprocess.run(["gnuplot", "-e", "set terminal"], capture_output=True, text=True, timeout=20)
-        term = "pngcairo" if "pngcairo" in (terms.stdout + terms.stderr) else "png"
-    except (OSError, subprocess.SubprocessError):
-        term = "png"
+    term = png_terminal()
     dat = os.path.join(a.dir, "plot.dat")
     with open(dat, "w") as f:
         f.write("# n sep_cores shared_cores sep_mbps shared_mbps\n")

@@ -14,9 +14,8 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
-from figlib import read_res
+from figlib import png_terminal, read_res
 
 CASES = ["native_tcp", "native_mptcp", "netkernel", "netkernel_cold"]
 PAPER_TCP, PAPER_MPTCP = 0.94, 1.7
@@ -297,11 +296,7 @@ def main():
                 f.write(f"{c},{t:.3f},{mbps:.2f}\n")
 
     # ---- gnuplot ----
-    try:
-        terms = subprocess.run(["gnuplot", "-e", "set terminal"], capture_output=True, text=True, timeout=20)
-        term = "pngcairo" if "pngcairo" in (terms.stdout + terms.stderr) else "png"
-    except (OSError, subprocess.SubprocessError):
-        term = "png"
+    term = png_terminal()
     plotted = []
     for c, title, style in (("native_tcp", f"native TCP ({a.cc})", "lc rgb '#1f77b4' dt 2"),
                             ("native_mptcp", "native MPTCP", "lc rgb '#2ca02c' dt 4"),

@@ -53,6 +53,10 @@
 #   tb_nkctl ARGS...           nkctl --ctl $NK_CTL ARGS...
 #   tb_nsm_pid                 pid of the nk-nsm process in nk-ID-nsm (empty if none)
 #   tb_stat KEY                first number after KEY in `nkctl stats`
+# Any number of CoreEngines (fig-mux, fig-isolation, twohost.sh):
+#   tb_ce_bg LOG SOCK ARGS...  nk-coreengine --ctl SOCK ARGS... in the background,
+#                              waits for SOCK (pid in TB_LAST_PID)
+#   tb_ce_stop PID SOCK [HOST...]  stop it; SIGTERM nk-nsm left in HOST's namespace
 #
 # Environment: BUILD (default build, relative to the repository root),
 # NK_CC, NK_RATE, NK_KEEP=1 (keep $TB_DIR), NK_PRELOAD_EXTRA (passed through to
@@ -449,6 +453,55 @@ tb_cleanup() {
 # ---------------------------------------------------------------------------
 # The standard NetKernel testbed
 
+# tb_ce_bg LOG SOCK ARGS...: nk-coreengine --ctl SOCK ARGS... in the
+# background (its pid in TB_LAST_PID), then wait up to 5 s for its control
+# socket; if it does not come, say why on stderr and return 1.
+tb_ce_bg() {
+	local log=${1:?tb_ce_bg LOG SOCK ARGS...} sock=${2:?tb_ce_bg LOG SOCK ARGS...} pid i rc=0
+	shift 2
+	tb_track_file "$sock"
+	tb_bg root "$log" "$TB_BUILD/bin/nk-coreengine" --ctl "$sock" "$@" >/dev/null
+	pid=$TB_LAST_PID
+	for ((i = 0; i < 50; i++)); do
+		[ -S "$sock" ] && return 0
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid" 2>/dev/null || rc=$?
+			echo "nk-coreengine exited (status $rc) before creating $sock; its log: $(tail -n 5 "$log" | tr '\n' '|')" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "nk-coreengine did not create $sock within 5 s; its log: $(tail -n 5 "$log" | tr '\n' '|')" >&2
+	return 1
+}
+
+# tb_ce_stop PID SOCK [HOST...]: SIGTERM a CoreEngine started by tb_ce_bg (it
+# stops the NSMs it started), SIGKILL after 5 s, then SIGTERM the nk-nsm
+# processes left in the namespaces of HOST... (those of a CoreEngine that died
+# hard) and remove SOCK. An empty PID only does the sweep.
+tb_ce_stop() {
+	local pid=$1 sock=${2:-} i h p
+	shift 2
+	if [ -n "$pid" ]; then
+		kill -TERM "$pid" 2>/dev/null
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			tb_log "CoreEngine pid $pid ignored SIGTERM for 5 s: SIGKILL"
+			kill -KILL "$pid" 2>/dev/null
+		fi
+		wait "$pid" 2>/dev/null
+	fi
+	for h in "$@"; do
+		for p in $(ip netns pids "$(tb_ns "$h")" 2>/dev/null); do
+			[ "$(cat "/proc/$p/comm" 2>/dev/null)" = nk-nsm ] && kill -TERM "$p" 2>/dev/null
+		done
+	done
+	[ -z "$sock" ] || rm -f "$sock"
+}
+
 tb_netkernel_up() {
 	local id=${1:?tb_netkernel_up ID [--vm name=V,ip=A,nsm=tcp]...}
 	shift
@@ -481,7 +534,6 @@ tb_netkernel_up() {
 	done
 	local sock=$TB_DIR/ce.sock
 	tb_track_file "/dev/shm/nk-$TB_ID-*"
-	tb_track_file "$sock"
 	local cc=${NK_CC:-cubic} spin=() nspin=
 	# Spin-before-sleep of the CoreEngine and the NSM (defaults 20 us each),
 	# for measuring that lever: NK_CE_SPIN_US, NK_NSM_SPIN_US.
@@ -494,21 +546,10 @@ tb_netkernel_up() {
 		nspin=",spin=$NK_NSM_SPIN_US"
 	fi
 	tb_log "CoreEngine: instance $TB_ID, NSM tcp in $(tb_ns nsm) (cc=$cc), control $sock"
-	tb_bg root "$TB_DIR/ce.log" "$TB_BUILD/bin/nk-coreengine" --ctl "$sock" --instance "$TB_ID" "${spin[@]+"${spin[@]}"}" \
+	tb_ce_bg "$TB_DIR/ce.log" "$sock" --instance "$TB_ID" "${spin[@]+"${spin[@]}"}" \
 		--nsm "name=tcp,netns=$(tb_ns nsm),stack=kernel,cc=$cc$nspin" \
-		--vm name=vm1,ip=10.77.0.11,nsm=tcp "${extra[@]+"${extra[@]}"}" >/dev/null
+		--vm name=vm1,ip=10.77.0.11,nsm=tcp "${extra[@]+"${extra[@]}"}" || tb_fail "the CoreEngine did not start"
 	TB_CE_PID=$TB_LAST_PID
-	local i
-	for ((i = 0; i < 50; i++)); do
-		[ -S "$sock" ] && break
-		if ! kill -0 "$TB_CE_PID" 2>/dev/null; then
-			local rc=0
-			wait "$TB_CE_PID" 2>/dev/null || rc=$?
-			tb_fail "nk-coreengine exited (status $rc) before creating $sock; its log: $(tail -n 5 "$TB_DIR/ce.log" | tr '\n' '|')"
-		fi
-		sleep 0.1
-	done
-	[ -S "$sock" ] || tb_fail "nk-coreengine did not create $sock within 5 s"
 	export NK_CTL=$sock
 	export TB_CE_PID
 }

@@ -165,26 +165,10 @@ tb2__peers_args() {
 
 # tb2__ce_start ROLE ARGS...: start one CoreEngine, wait for its socket.
 tb2__ce_start() {
-	local role=$1 sock=$TB_DIR/ce-$1.sock pid i
+	local role=$1
 	shift
-	tb_bg root "$TB_DIR/ce-$role.log" "$TB_BUILD/bin/nk-coreengine" --ctl "$sock" \
-		--instance "$TB_ID-${role:0:1}" "$@" >/dev/null
-	pid=$TB_LAST_PID
-	for ((i = 0; i < 50; i++)); do
-		[ -S "$sock" ] && break
-		if ! kill -0 "$pid" 2>/dev/null; then
-			local rc=0
-			wait "$pid" 2>/dev/null || rc=$?
-			echo "tb2: $role CoreEngine exited (status $rc) before creating $sock; its log: $(tail -n 5 "$TB_DIR/ce-$role.log" | tr '\n' '|')" >&2
-			return 1
-		fi
-		sleep 0.1
-	done
-	if ! [ -S "$sock" ]; then
-		echo "tb2: $role CoreEngine did not create $sock within 5 s" >&2
-		return 1
-	fi
-	if [ "$role" = snd ]; then TB2_SND_CE_PID=$pid; else TB2_RCV_CE_PID=$pid; fi
+	tb_ce_bg "$TB_DIR/ce-$role.log" "$TB_DIR/ce-$role.sock" --instance "$TB_ID-${role:0:1}" "$@" || return 1
+	if [ "$role" = snd ]; then TB2_SND_CE_PID=$TB_LAST_PID; else TB2_RCV_CE_PID=$TB_LAST_PID; fi
 }
 
 tb2_ce_up() {
@@ -201,8 +185,6 @@ tb2_ce_up() {
 	[ "$TB2_NK_PEERS_USED" = 1 ] && peers=(--nk-peers "${TB2_NK_PEERS-10.78.0.0/16}")
 	tb_track_file "/dev/shm/nk-$TB_ID-s-*"
 	tb_track_file "/dev/shm/nk-$TB_ID-r-*"
-	tb_track_file "$TB_DIR/ce-snd.sock"
-	tb_track_file "$TB_DIR/ce-rcv.sock"
 	export NK_CTL_SND=$TB_DIR/ce-snd.sock NK_CTL_RCV=$TB_DIR/ce-rcv.sock
 	local mode=
 	[ "${TB2_GUESTS:-process}" = vm ] && mode=,mode=vm
@@ -218,29 +200,8 @@ tb2_ce_up() {
 
 # Stop both CoreEngines (each stops the NSMs it started); bounded.
 tb2_ce_down() {
-	local pid i
-	for pid in $TB2_SND_CE_PID $TB2_RCV_CE_PID; do
-		kill -TERM "$pid" 2>/dev/null
-	done
-	for pid in $TB2_SND_CE_PID $TB2_RCV_CE_PID; do
-		for ((i = 0; i < 50; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			tb_log "CoreEngine pid $pid ignored SIGTERM for 5 s: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null
-		fi
-		wait "$pid" 2>/dev/null
-	done
-	# NSMs left behind by a CoreEngine that was killed hard.
-	local ns p
-	for ns in "$(tb_ns snd)" "$(tb_ns rcv)"; do
-		for p in $(ip netns pids "$ns" 2>/dev/null); do
-			[ "$(cat "/proc/$p/comm" 2>/dev/null)" = nk-nsm ] && kill -TERM "$p" 2>/dev/null
-		done
-	done
-	rm -f "$TB_DIR/ce-snd.sock" "$TB_DIR/ce-rcv.sock"
+	tb_ce_stop "$TB2_SND_CE_PID" "$TB_DIR/ce-snd.sock" snd
+	tb_ce_stop "$TB2_RCV_CE_PID" "$TB_DIR/ce-rcv.sock" rcv
 	TB2_SND_CE_PID=''
 	TB2_RCV_CE_PID=''
 }
