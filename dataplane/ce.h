@@ -186,7 +186,8 @@ struct ce_nsm {
 	struct nk_nqe *ovf;       /* CE-originated NQEs waiting for ring room */
 	uint32_t ovf_len, ovf_cap;
 	uint32_t starts;
-	uint32_t spin_us;          /* --spin-us for nk-nsm, 0 = its default */
+	uint32_t spin_us;          /* --spin-us for nk-nsm when has_spin */
+	bool has_spin;             /* spin= given; else nk-nsm's default */
 	bool iso;                  /* weighted-fair admission on (ce_iso.c) */
 	struct ce_tb cap;          /* the capacity it is admitted at, bytes/s */
 };

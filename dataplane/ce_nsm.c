@@ -70,7 +70,7 @@ int ce_nsm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 		else if (!strcmp(kv, "cc") && word_ok(eq, sizeof(n->cc)))
 			snprintf(n->cc, sizeof(n->cc), "%s", eq);
 		else if (!strcmp(kv, "spin") && spin_ok(eq, &n->spin_us))
-			;
+			n->has_spin = true; /* spin=0 is a choice: sleep at once */
 		else if (!strcmp(kv, "iso") || !strcmp(kv, "rate")) {
 			char e2[128];
 			if (ce_iso_nsm_set(n, kv, eq, e2, sizeof(e2)) < 0) {
@@ -141,7 +141,7 @@ int ce_nsm_start(struct ce *ce, struct ce_nsm *n)
 		av[ac++] = "--cc", av[ac++] = n->cc;
 		if (ce->nk_peers[0])
 			av[ac++] = "--nk-peers", av[ac++] = ce->nk_peers;
-		if (n->spin_us) {
+		if (n->has_spin) {
 			snprintf(spin, sizeof(spin), "%u", n->spin_us);
 			av[ac++] = "--spin-us", av[ac++] = spin;
 		}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multiplexing: three VMs share one NSM at once, each with its own source
 # address; a fourth guest is attached to a second NSM by the launcher
-# (nkrun --nsm), while a connection opened before stays where it was.
+# (nkrun --nsm), while a connection opened before stays where it was. The
+# second NSM is given spin=0, which must reach it (0 is not "default").
 # timeout: 120
 set -euo pipefail
 . "$(dirname "$0")/../../scenarios/lib/testbed.sh"
@@ -11,7 +12,7 @@ FLOOD=$TB_BUILD/tests/prog/nk_flood
 [ -x "$FLOOD" ] || tb_fail "missing $FLOOD (run make)"
 ID="mx$(($$ % 100000))"
 tb_netkernel_up "$ID" --vm name=vm2,ip=10.77.0.12,nsm=tcp --vm name=vm3,ip=10.77.0.13,nsm=tcp \
-	--nsm "name=tcp2,netns=nk-$ID-nsm,stack=kernel,cc=cubic"
+	--nsm "name=tcp2,netns=nk-$ID-nsm,stack=kernel,cc=cubic,spin=0"
 D=$TB_DIR
 tb_bg remote "$D/sink.log" "$FLOOD" sink 5400 >/dev/null
 tb_wait_listen remote 5400 || tb_fail "sink did not start"
@@ -30,6 +31,18 @@ tb_bg root "$D/v3b.log" "$TB_BUILD/bin/nkrun" --vm vm3 --ctl "$NK_CTL" --netns "
 pid_v3b=$TB_LAST_PID
 tb_wait_for 5 sh -c "'$TB_BUILD/bin/nkctl' --ctl '$NK_CTL' list conns | grep -q 'vm3 .* tcp2 .*established'" ||
 	tb_fail "vm3's new connection is not on tcp2: $(tb_nkctl list conns | tr '\n' '|')"
+# tcp2 started on that first attach
+nsm_cmdline() { # NAME: the NSM process's argv, spaces between
+	local pid
+	pid=$(tb_nkctl --json list nsms | python3 -c '
+import json, sys
+print(next((n["pid"] for n in json.load(sys.stdin)
+            if n["name"] == sys.argv[1] and n["state"] == "up"), -1))' "$1")
+	[ "$pid" -gt 0 ] && tr '\0' ' ' <"/proc/$pid/cmdline"
+}
+c2=$(nsm_cmdline tcp2) c1=$(nsm_cmdline tcp)
+[[ $c2 == *"--spin-us 0 "* ]] || tb_fail "spin=0 did not reach NSM tcp2: $c2"
+[[ $c1 != *"--spin-us"* ]] || tb_fail "NSM tcp got a --spin-us it was not given: $c1"
 
 conns=$(tb_nkctl --json list conns)
 srcs=$(ip netns exec "$(tb_ns nsm)" ss -tnH state established '( dport = :5400 )' | awk '{print $3}' | sed 's/:[0-9]*$//' | sort | tr '\n' ' ')
