@@ -7,8 +7,12 @@
  *
  * One thread, one epoll set: control socket, down-ring doorbell, signalfd
  * and every stack socket. When there is nothing to do the loop spins for
- * --spin-us on the down ring, then announces need_wakeup and sleeps, so an
- * idle NSM makes no syscalls and burns no CPU.
+ * --spin-us (default 0) on the down ring, then announces need_wakeup and
+ * sleeps, so an idle NSM makes no syscalls and burns no CPU. Spinning is
+ * off by default: measured on the 2-core reference machine it doubled an
+ * NSM's CPU and bought no latency, because the spinner takes the core the
+ * guest or the CoreEngine needs to produce the work it waits for
+ * (docs/ARCHITECTURE.md, "Spinning"). Hosts with cores to spare may set it.
  */
 #define _GNU_SOURCE
 #include "nk_sl.h"
@@ -36,7 +40,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: nk-nsm --ctl PATH --name NAME [--stack kernel|mptcp] "
-		   "[--cc cubic|bbr|reno] [--spin-us N] [--allow-guest-cc]\n"
+		   "[--cc cubic|bbr|reno] [--spin-us N (default 0)] [--allow-guest-cc]\n"
 		   "              [--nk-peers PREFIX[,PREFIX...]]   hosts that run NetKernel: sessions\n");
 }
 
@@ -223,7 +227,7 @@ static void run(struct nk_sl *sl)
 
 int main(int argc, char **argv)
 {
-	struct nk_sl sl = { .ops = &nk_ks_ops, .cc = "cubic", .spin_us = 20,
+	struct nk_sl sl = { .ops = &nk_ks_ops, .cc = "cubic", .spin_us = 0,
 			    .ctl = -1, .epfd = -1, .sigfd = -1, .up_efd = -1, .down_efd = -1,
 			    .free_head = NK_NO_SOCK, .nreg.fd = -1 };
 	const char *ctl = NULL;

@@ -22,14 +22,16 @@
 #             --vm name=vI,ip=10.79.0.(10+I),nsm=nI
 #   shared:   --nsm name=shared,netns=nk-ID-nsm,stack=kernel,cc=cubic
 #             --vm name=vI,ip=...,nsm=shared
-# and the same NSM flags in both: the CoreEngine starts nk-nsm with its
-# defaults (--spin-us 20: after 20 us without work an NSM sleeps on its
-# doorbell). --nsm-spin-us US changes that for every NSM (the --nsm key
-# spin=US; with a CoreEngine that lacks it, a --nsm-bin wrapper adding
-# --spin-us).
+# and the same NSM flags in both: every --nsm gets spin=US (default 0, nk-nsm's
+# default: an NSM sleeps on its doorbell as soon as it has nothing to do;
+# --nsm-spin-us US changes it for every NSM).
 # The paper's NSMs poll; so after the sweep one more pair runs at the largest
 # N with every NSM spinning --poll-spin-us (default 200) before it sleeps
 # ("poll point"; off skips it).
+# The native run also records its iperf3 clients' system time: the kernel TCP
+# work of the bulk load, which any NSM does too, so that work divided by the
+# separate NSMs' CPU is a floor under the shared/separate CPU ratio
+# (cpu_floor_ratio_8).
 #
 # Load, per VM, for S s (default 15; --quick 8): one iperf3 client at a fixed
 # rate (-b R, default 100M, so 8 VMs fit the link) to its own iperf3 server on
@@ -63,7 +65,7 @@ RR_RATE=500
 REPS=1
 NATIVE=1
 WARM=2
-NSM_SPIN=
+NSM_SPIN=0 # nk-nsm's default: sleep as soon as there is nothing to do
 NSM_SPIN_KEY=
 POLL_SPIN=200
 QUICK=0
@@ -123,7 +125,7 @@ if ! [[ $REPS =~ ^[0-9]+$ ]] || [ "$REPS" -lt 1 ] || [ "$REPS" -gt 10 ]; then
 	echo "fig-mux: --reps wants 1..10, not '$REPS'" >&2
 	exit 2
 fi
-if [ -n "$NSM_SPIN" ] && { ! [[ $NSM_SPIN =~ ^[0-9]+$ ]] || [ "$NSM_SPIN" -gt 1000000 ]; }; then
+if { ! [[ $NSM_SPIN =~ ^[0-9]+$ ]] || [ "$NSM_SPIN" -gt 1000000 ]; }; then
 	echo "fig-mux: --nsm-spin-us wants 0..1000000, not '$NSM_SPIN'" >&2
 	exit 2
 fi
@@ -163,6 +165,11 @@ cpu_ticks() {
 	awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null
 }
 
+# cpu_sticks PID: stime only (clock ticks): the kernel's share
+cpu_sticks() {
+	awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[13] }' "/proc/$1/stat" 2>/dev/null
+}
+
 # nsm_pids CTL: "name pid" of every NSM that is up
 nsm_pids() {
 	timeout 20 "$NKCTL" --ctl "$1" --json list nsms 2>/dev/null | python3 -c '
@@ -181,7 +188,7 @@ ce_start() { # INSTANCE NSM_ARGS... -- VM_ARGS...
 	local inst=$1
 	shift
 	CE_SOCK=$TB_DIR/ce-$inst.sock
-	if ! tb_ce_bg "$OUT/logs/ce-$inst.log" "$CE_SOCK" --instance "$TB_ID-$inst" "${NSM_BIN_ARGS[@]+"${NSM_BIN_ARGS[@]}"}" "$@" 2>"$TB_DIR/ce-start.err"; then
+	if ! tb_ce_bg "$OUT/logs/ce-$inst.log" "$CE_SOCK" --instance "$TB_ID-$inst" "$@" 2>"$TB_DIR/ce-start.err"; then
 		say "   the CoreEngine did not start: $(tr '\n' ' ' <"$TB_DIR/ce-start.err")"
 		return 1
 	fi
@@ -193,37 +200,19 @@ ce_stop() { # the CoreEngine, and NSMs a hard death left in the nsm namespace
 	CE_PID=
 }
 
-# nsm_bin_args SPIN: sets NSM_BIN_ARGS and NSM_SPIN_KEY. A spin other than
-# nk-nsm's default goes to every NSM of both configurations: as the --nsm key
-# spin=US where the CoreEngine knows it, else through --nsm-bin, a wrapper
-# that adds --spin-us.
-SPIN_KEY_OK=0
-probe=$("$TB_BUILD/bin/nk-coreengine" --nsm name=probe,nokey=1 --vm name=p,ip=10.0.0.1,nsm=probe 2>&1)
-case $probe in *"spin="*) SPIN_KEY_OK=1 ;; esac
-nsm_bin_args() {
-	NSM_BIN_ARGS=()
-	NSM_SPIN_KEY=
-	[ -n "$1" ] || return 0
-	if [ $SPIN_KEY_OK = 1 ]; then
-		NSM_SPIN_KEY=",spin=$1"
-		return 0
-	fi
-	local w=$TB_DIR/nk-nsm-spin$1
-	printf '#!/bin/sh\nexec %q --spin-us %s "$@"\n' "$TB_BUILD/bin/nk-nsm" "$1" >"$w"
-	chmod +x "$w"
-	NSM_BIN_ARGS=(--nsm-bin "$w")
-}
+# Every NSM of both configurations gets the same spin, passed explicitly as
+# the --nsm key spin=US.
 
 # run_case CASE CFG N [SPIN]  (CFG separate|shared|native; SPIN empty: default)
 run_case() {
-	local c=$1 cfg=$2 n=$3 spin=${4:-} i res=$TB_DIR/$1.res pids=() args=() t_start t0 t1 k
+	local c=$1 cfg=$2 n=$3 spin=${4:-} i res=$TB_DIR/$1.res pids=() ipids=() args=() t_start t0 t1 k
 	: >"$res"
 	echo "cfg=$cfg" >>"$res"
 	echo "n=$n" >>"$res"
 	echo "secs=$SECS" >>"$res"
-	echo "spin_us=${spin:-${NSM_SPIN:-20}}" >>"$res"
+	echo "spin_us=${spin:-$NSM_SPIN}" >>"$res"
 	echo "point=$([ -n "$spin" ] && [ "$spin" != "$NSM_SPIN" ] && echo poll || echo main)" >>"$res"
-	nsm_bin_args "${spin:-$NSM_SPIN}"
+	NSM_SPIN_KEY=",spin=${spin:-$NSM_SPIN}"
 	if [ "$cfg" != native ]; then
 		if [ "$cfg" = shared ]; then
 			args+=(--nsm "name=shared,netns=$(tb_ns nsm),stack=kernel,cc=$CC$NSM_SPIN_KEY")
@@ -253,6 +242,7 @@ run_case() {
 		if [ "$cfg" = native ]; then
 			tb_bg nsm "$ilog" iperf3 -c "$SRV" -B "$(vm_ip $i)" -p $((5200 + i)) -b "$RATE" -t "$SECS" -C "$CC" --json >/dev/null
 			pids+=("$TB_LAST_PID")
+			ipids+=("$TB_LAST_PID")
 			tb_bg nsm "$rlog" "$PY" "$RR" client --rate "$RR_RATE" --secs "$SECS" "$SRV" "$RR_PORT" >/dev/null
 			pids+=("$TB_LAST_PID")
 		else
@@ -274,6 +264,12 @@ run_case() {
 			echo "ce $CE_PID $(cpu_ticks "$CE_PID")" >>"$1"
 			nsm_pids "$CE_SOCK" | while read -r name pid; do
 				echo "nsm:$name $pid $(cpu_ticks "$pid")" >>"$1"
+			done
+		else
+			# the native iperf3 clients' system time: the kernel TCP
+			# work of the bulk load, which an NSM does for its VMs
+			for i in "${!ipids[@]}"; do
+				echo "stack:iperf3-$((i + 1)) ${ipids[$i]} $(cpu_sticks "${ipids[$i]}")" >>"$1"
 			done
 		fi
 		now >"$1.t"
@@ -352,7 +348,7 @@ for ((r = 1; r <= REPS; r++)); do
 done
 # The paper's NSMs poll; ours sleep after --spin-us. One more pair at the
 # largest N with NSMs that spin longer before they sleep (closer to polling).
-if [ "$POLL_SPIN" != off ] && [ "$POLL_SPIN" != "${NSM_SPIN:-20}" ]; then
+if [ "$POLL_SPIN" != off ] && [ "$POLL_SPIN" != "$NSM_SPIN" ]; then
 	for cfg in separate shared; do
 		c="${cfg}-n$MAXN-s$POLL_SPIN-r1"
 		say "== [$c] $MAXN VM(s), $([ "$cfg" = shared ] && echo "one shared NSM" || echo "$MAXN NSMs, one per VM"), every NSM with --spin-us $POLL_SPIN"
@@ -368,7 +364,7 @@ fi
 say "== summary"
 python3 "$ROOT/scenarios/lib/fig_mux.py" summary --dir "$TB_DIR" --out "$OUT" --vms "$VMS" --reps "$REPS" \
 	--secs "$SECS" --warm "$WARM" --rate "$RATE" --rr-rate "$RR_RATE" --link-rate "$LINK_RATE" --cc "$CC" \
-	--nsm-spin-us "${NSM_SPIN:-20}" --poll-spin-us "$POLL_SPIN" --elapsed "$(($(date +%s) - T_START))"
+	--nsm-spin-us "$NSM_SPIN" --poll-spin-us "$POLL_SPIN" --elapsed "$(($(date +%s) - T_START))"
 rc=$?
 if [ -f "$TB_DIR/plot.gp" ]; then
 	if gnuplot "$TB_DIR/plot.gp" 2>"$TB_DIR/gnuplot.err"; then
