@@ -67,9 +67,12 @@ bool nk_sl_loop_dest(const struct nk_sl_vm *v, struct nk_addr *a);
 bool nk_sl_loop_peer_ok(const struct nk_sl_vm *v, const struct nk_addr *a);
 void nk_sl_loop_report(const struct nk_sl_vm *v, struct nk_addr *a);
 
+#define NK_SL_TXP_MAX 64u
+
 struct nk_sl_sock {
 	uint32_t id;
 	uint16_t vm;
+	bool tx_pending;   /* SENDs queued since the last nk_sl_tx_flush */
 	uint8_t state;     /* enum nk_sl_state */
 	bool stream;       /* SOCK_STREAM (else SOCK_DGRAM) */
 	int domain;        /* AF_INET / AF_INET6 */
@@ -138,6 +141,13 @@ struct nk_sl {
 	struct nk_sl_sock **socks; /* by id; stable pointers */
 	uint32_t nsocks_cap, free_head, nused, nclosing;
 
+	/* Sockets with SENDs queued during the current burst of down-ring
+	 * NQEs: written once the burst is dispatched, so the chunks of one
+	 * application write go out in one sendmsg. An id may repeat (freed
+	 * and reused within a burst); its tx_pending flag makes that harmless. */
+	uint32_t txp[NK_SL_TXP_MAX];
+	uint32_t ntxp;
+
 	/* NQEs that did not fit the up ring, in order. Everything produced goes
 	 * behind them, so order towards the CE is kept. */
 	struct nk_nqe *bl;
@@ -181,6 +191,7 @@ uint64_t nk_sl_now_ns(void);
 
 void nk_sl_sock_forget(struct nk_sl *sl, struct nk_sl_sock *s);
 void nk_sl_tx_run(struct nk_sl *sl, struct nk_sl_sock *s);
+void nk_sl_tx_flush(struct nk_sl *sl);
 
 /* nk_sl_sess.c: sessions between NetKernel hosts, live switching */
 bool nk_sl_peer_is_nk(const struct nk_sl *sl, const struct sockaddr_storage *ss);

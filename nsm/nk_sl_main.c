@@ -148,6 +148,7 @@ static uint32_t drain_down(struct nk_sl *sl)
 			break;
 		for (uint32_t i = 0; i < n; i++)
 			nk_sl_dispatch(sl, &b[i]);
+		nk_sl_tx_flush(sl);
 		total += n;
 	}
 	return total;

@@ -106,6 +106,7 @@ struct nk_sl_sock *nk_sl_sock_open(struct nk_sl *sl, uint16_t vm, int domain, in
 static void sock_release(struct nk_sl *sl, struct nk_sl_sock *s)
 {
 	s->state = NK_SLS_FREE;
+	s->tx_pending = false;
 	s->h = -1;
 	s->qcount = 0;
 	s->abort = false;
@@ -591,8 +592,34 @@ void nk_sl_sock_send(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe
 		send_done(sl, req, r);
 		return;
 	}
-	tx_run(sl, s);
-	nk_sl_sock_update(sl, s);
+	if (s->tx_pending)
+		return;
+	if (sl->ntxp == NK_SL_TXP_MAX) { /* not expected: a burst is smaller */
+		tx_run(sl, s);
+		nk_sl_sock_update(sl, s);
+		return;
+	}
+	s->tx_pending = true;
+	sl->txp[sl->ntxp++] = s->id;
+}
+
+/* Write what the last burst queued. Every other operation on a socket runs
+ * tx_run first where order matters (shutdown and close queue behind the
+ * SENDs or flush them), so deferring the write to the end of the burst
+ * changes when bytes leave, never their order. */
+void nk_sl_tx_flush(struct nk_sl *sl)
+{
+	for (uint32_t i = 0; i < sl->ntxp; i++) {
+		struct nk_sl_sock *s = sl->socks[sl->txp[i]];
+		if (!s->tx_pending)
+			continue;
+		s->tx_pending = false;
+		if (s->state == NK_SLS_FREE)
+			continue;
+		tx_run(sl, s);
+		nk_sl_sock_update(sl, s);
+	}
+	sl->ntxp = 0;
 }
 
 void nk_sl_sock_shutdown(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe *req)
