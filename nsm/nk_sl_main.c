@@ -35,6 +35,7 @@
 #endif
 
 #define DOWN_BURST 32u
+_Static_assert(DOWN_BURST <= NK_SL_TXP_MAX, "a burst's SENDs must fit sl->txp");
 #define DOWN_BUDGET 256u /* NQEs per loop pass, so sockets get their turn */
 
 static void usage(FILE *f)

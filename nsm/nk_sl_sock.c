@@ -594,11 +594,7 @@ void nk_sl_sock_send(struct nk_sl *sl, struct nk_sl_sock *s, const struct nk_nqe
 	}
 	if (s->tx_pending)
 		return;
-	if (sl->ntxp == NK_SL_TXP_MAX) { /* not expected: a burst is smaller */
-		tx_run(sl, s);
-		nk_sl_sock_update(sl, s);
-		return;
-	}
+	/* At most one entry per NQE of a burst: NK_SL_TXP_MAX >= DOWN_BURST. */
 	s->tx_pending = true;
 	sl->txp[sl->ntxp++] = s->id;
 }

@@ -30,8 +30,8 @@
 # ("poll point"; off skips it).
 # The native run also records its iperf3 clients' system time: the kernel TCP
 # work of the bulk load, which any NSM does too, so that work divided by the
-# separate NSMs' CPU is a floor under the shared/separate CPU ratio
-# (cpu_floor_ratio_8).
+# separate NSMs' CPU estimates the floor under the shared/separate CPU ratio
+# (cpu_floor_ratio_8; tick-sampled, so noisy).
 #
 # Load, per VM, for S s (default 15; --quick 8): one iperf3 client at a fixed
 # rate (-b R, default 100M, so 8 VMs fit the link) to its own iperf3 server on
@@ -66,7 +66,6 @@ REPS=1
 NATIVE=1
 WARM=2
 NSM_SPIN=0 # nk-nsm's default: sleep as soon as there is nothing to do
-NSM_SPIN_KEY=
 POLL_SPIN=200
 QUICK=0
 
@@ -125,7 +124,7 @@ if ! [[ $REPS =~ ^[0-9]+$ ]] || [ "$REPS" -lt 1 ] || [ "$REPS" -gt 10 ]; then
 	echo "fig-mux: --reps wants 1..10, not '$REPS'" >&2
 	exit 2
 fi
-if { ! [[ $NSM_SPIN =~ ^[0-9]+$ ]] || [ "$NSM_SPIN" -gt 1000000 ]; }; then
+if ! [[ $NSM_SPIN =~ ^[0-9]+$ ]] || [ "$NSM_SPIN" -gt 1000000 ]; then
 	echo "fig-mux: --nsm-spin-us wants 0..1000000, not '$NSM_SPIN'" >&2
 	exit 2
 fi
@@ -160,14 +159,11 @@ sleep_until() { # EPOCH
 	return 0
 }
 
-# cpu_ticks PID: utime + stime (clock ticks), empty if the pid is gone
+# cpu_ticks PID [system]: utime + stime (clock ticks), or stime alone with
+# "system"; empty if the pid is gone
 cpu_ticks() {
-	awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null
-}
-
-# cpu_sticks PID: stime only (clock ticks): the kernel's share
-cpu_sticks() {
-	awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[13] }' "/proc/$1/stat" 2>/dev/null
+	awk -v sys="${2:-}" '{ s = $0; sub(/.*\) /, "", s); split(s, f, " ");
+		print (sys == "system" ? 0 : f[12]) + f[13] }' "/proc/$1/stat" 2>/dev/null
 }
 
 # nsm_pids CTL: "name pid" of every NSM that is up
@@ -200,25 +196,23 @@ ce_stop() { # the CoreEngine, and NSMs a hard death left in the nsm namespace
 	CE_PID=
 }
 
-# Every NSM of both configurations gets the same spin, passed explicitly as
-# the --nsm key spin=US.
-
-# run_case CASE CFG N [SPIN]  (CFG separate|shared|native; SPIN empty: default)
+# run_case CASE CFG N [SPIN]  (CFG separate|shared|native; SPIN default --nsm-spin-us)
 run_case() {
-	local c=$1 cfg=$2 n=$3 spin=${4:-} i res=$TB_DIR/$1.res pids=() ipids=() args=() t_start t0 t1 k
+	local c=$1 cfg=$2 n=$3 spin=${4:-$NSM_SPIN} i res=$TB_DIR/$1.res pids=() ipids=() args=() t_start t0 t1 k
 	: >"$res"
 	echo "cfg=$cfg" >>"$res"
 	echo "n=$n" >>"$res"
 	echo "secs=$SECS" >>"$res"
-	echo "spin_us=${spin:-$NSM_SPIN}" >>"$res"
-	echo "point=$([ -n "$spin" ] && [ "$spin" != "$NSM_SPIN" ] && echo poll || echo main)" >>"$res"
-	NSM_SPIN_KEY=",spin=${spin:-$NSM_SPIN}"
+	echo "spin_us=$spin" >>"$res"
+	echo "point=$([ "$spin" != "$NSM_SPIN" ] && echo poll || echo main)" >>"$res"
+	# every NSM of both configurations gets the same spin, explicitly
+	local key=",spin=$spin"
 	if [ "$cfg" != native ]; then
 		if [ "$cfg" = shared ]; then
-			args+=(--nsm "name=shared,netns=$(tb_ns nsm),stack=kernel,cc=$CC$NSM_SPIN_KEY")
+			args+=(--nsm "name=shared,netns=$(tb_ns nsm),stack=kernel,cc=$CC$key")
 			for ((i = 1; i <= n; i++)); do args+=(--vm "name=v$i,ip=$(vm_ip $i),nsm=shared"); done
 		else
-			for ((i = 1; i <= n; i++)); do args+=(--nsm "name=n$i,netns=$(tb_ns nsm),stack=kernel,cc=$CC$NSM_SPIN_KEY"); done
+			for ((i = 1; i <= n; i++)); do args+=(--nsm "name=n$i,netns=$(tb_ns nsm),stack=kernel,cc=$CC$key"); done
 			for ((i = 1; i <= n; i++)); do args+=(--vm "name=v$i,ip=$(vm_ip $i),nsm=n$i"); done
 		fi
 		ce_start "$c" "${args[@]}" || { echo "error=CoreEngine did not start" >>"$res"; return 1; }
@@ -269,7 +263,7 @@ run_case() {
 			# the native iperf3 clients' system time: the kernel TCP
 			# work of the bulk load, which an NSM does for its VMs
 			for i in "${!ipids[@]}"; do
-				echo "stack:iperf3-$((i + 1)) ${ipids[$i]} $(cpu_sticks "${ipids[$i]}")" >>"$1"
+				echo "stack:iperf3-$((i + 1)) ${ipids[$i]} $(cpu_ticks "${ipids[$i]}" system)" >>"$1"
 			done
 		fi
 		now >"$1.t"
