@@ -81,12 +81,12 @@ static void wait_flag(uint32_t *f)
 }
 
 /* ---- what-if: the same ring with cached peer indices (-C) ----
- * NOT the shipped API: nk_ring_free()/nk_ring_count() load the peer's index
- * (a cache line the peer keeps writing) on every call, although struct
- * nk_ring has a cached_other field for this. These two helpers do what DPDK
- * and Caladan's lrpc do, to show what that would be worth: reload the peer's
- * index only when the cached value says full (producer) or empty (consumer).
- * Same layout, same acquire/release ordering. */
+ * The shipped producer (nk_ring_enqueue_burst) caches cons_head since
+ * 2026-11-22; the shipped consumer (nk_ring_count) still loads prod_tail on
+ * every call. These two helpers cache both, as DPDK and Caladan's lrpc do,
+ * to show what the consumer side would add: reload the peer's index only
+ * when the cached value says full (producer) or empty (consumer). Same
+ * layout, same acquire/release ordering. */
 static inline uint32_t wi_enqueue_burst(struct nk_ring *r, const struct nk_nqe *nqe, uint32_t n)
 {
 	uint32_t tail = r->hdr->prod_tail;

@@ -162,8 +162,8 @@ uint32_t ce_iso_begin(struct ce *ce)
 
 static bool vm_backlogged(struct ce_vm *vm)
 {
-	for (uint32_t c = 0; c < vm->reg.g.nchan; c++)
-		if (vm->chan[c].used && nk_ring_count(&vm->chan[c].up))
+	for (uint64_t m = vm->live; m;)
+		if (nk_ring_count(&vm->chan[ce_mask_pop(&m)].up))
 			return true;
 	return false;
 }

@@ -241,9 +241,9 @@ static bool arm_rings(struct ce *ce, bool skip_busy)
 			return false;
 	}
 	for (uint32_t v = 0; v < ce->nvms; v++)
-		for (uint32_t c = 0; c < ce->vms[v].reg.g.nchan; c++) {
-			struct nk_ring *r = &ce->vms[v].chan[c].up;
-			if (!ce->vms[v].chan[c].used || (skip_busy && nk_ring_count(r)))
+		for (uint64_t m = ce->vms[v].live; m;) {
+			struct nk_ring *r = &ce->vms[v].chan[ce_mask_pop(&m)].up;
+			if (skip_busy && nk_ring_count(r))
 				continue;
 			if (!nk_ring_prepare_sleep(r))
 				return false;
@@ -257,9 +257,8 @@ static void awake(struct ce *ce)
 		if (ce->nsms[i].state == CE_NSM_UP)
 			nk_ring_awake(&ce->nsms[i].up);
 	for (uint32_t v = 0; v < ce->nvms; v++)
-		for (uint32_t c = 0; c < ce->vms[v].reg.g.nchan; c++)
-			if (ce->vms[v].chan[c].used)
-				nk_ring_awake(&ce->vms[v].chan[c].up);
+		for (uint64_t m = ce->vms[v].live; m;)
+			nk_ring_awake(&ce->vms[v].chan[ce_mask_pop(&m)].up);
 }
 
 /* Something waits that no doorbell will announce: an NSM being started, or a
@@ -270,8 +269,8 @@ static bool waiting_on_time(struct ce *ce)
 		if (ce->nsms[i].state == CE_NSM_STARTING || ce->nsms[i].ovf_len)
 			return true;
 	for (uint32_t v = 0; v < ce->nvms; v++)
-		for (uint32_t c = 0; c < ce->vms[v].reg.g.nchan; c++)
-			if (ce->vms[v].chan[c].used && nk_ring_count(&ce->vms[v].chan[c].up))
+		for (uint64_t m = ce->vms[v].live; m;)
+			if (nk_ring_count(&ce->vms[v].chan[ce_mask_pop(&m)].up))
 				return true;
 	return false;
 }

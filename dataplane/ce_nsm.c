@@ -255,7 +255,7 @@ void ce_nsm_grant(struct ce *ce, struct ce_nsm *n, struct ce_vm *vm)
 
 bool ce_nsm_has_room(struct ce_nsm *n)
 {
-	return n->state == CE_NSM_UP && n->ovf_len == 0 && nk_ring_free(&n->down) > 0;
+	return n->state == CE_NSM_UP && n->ovf_len == 0 && nk_ring_room(&n->down, 1);
 }
 
 /* CE->NSM: straight into the ring, or the private overflow queue when the
@@ -266,7 +266,8 @@ void ce_nsm_send(struct ce *ce, struct ce_nsm *n, const struct nk_nqe *nqe)
 	(void)ce;
 	if (n->state != CE_NSM_UP)
 		return;
-	if (n->ovf_len == 0 && nk_ring_enqueue(&n->down, nqe)) {
+	/* published with the doorbell at the end of the round (ce_flush_wakes) */
+	if (n->ovf_len == 0 && ce_ring_put(&n->down, nqe)) {
 		n->wake = true;
 		return;
 	}

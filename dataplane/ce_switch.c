@@ -3,7 +3,7 @@
  * ce_switch.c - the switch: guest up rings -> NSM down rings, NSM up rings ->
  * guest down rings and socket rx rings.
  *
- * Every guest NQE is copied (nk_ring_peek), checked statelessly
+ * Every guest NQE is copied (nk_ring_read_at), checked statelessly
  * (nk_validate_guest_nqe), then against private state (socket held by the
  * channel, chunk owned by it). An NQE that needs room we do not have is left
  * in its ring, which stalls that channel only.
@@ -41,13 +41,14 @@ void ce_guest_complete(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct
 	struct ce_chan *ch = &vm->chan[c];
 	if (!ch->used || ch->exiting)
 		return; /* process gone: nobody to tell */
-	/* Room is guaranteed: pending ops + TX chunks per channel < ring size. */
-	if (!nk_ring_enqueue(&ch->down, nqe)) {
+	/* Room is guaranteed: pending ops + TX chunks per channel < ring size.
+	 * Published with the doorbell at the end of the round (ce_flush_wakes). */
+	if (!ce_ring_put(&ch->down, nqe)) {
 		ce_log("vm %s chan %u: down ring full, completion dropped (bug)", vm->name, c);
 		return;
 	}
 	vm->nqes_out++;
-	ch->wake = true;
+	vm->wake |= 1ull << c;
 }
 
 static void complete_req(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct nk_nqe *req,
@@ -295,9 +296,14 @@ static int chan_round(struct ce *ce, struct ce_vm *vm, uint32_t c)
 	struct ce_chan *ch = &vm->chan[c];
 	struct nk_nqe n;
 	const char *why;
-	int k = 0;
+	uint32_t k = 0, avail = nk_ring_count(&ch->up);
 
-	while (k < CE_BURST && nk_ring_peek(&ch->up, &n)) {
+	/* One look at the producer's index and one release of the slots per
+	 * burst: per NQE, both were cache-line round trips to the guest's core. */
+	if (avail > CE_BURST)
+		avail = CE_BURST;
+	while (k < avail) {
+		nk_ring_read_at(&ch->up, k, &n);
 		if (nk_validate_guest_nqe(&vm->reg.g, c, &n, &why) < 0) {
 			bad_nqe(vm, c, &n, why);
 			/* A process that keeps writing garbage would make us spend
@@ -307,18 +313,19 @@ static int chan_round(struct ce *ce, struct ce_vm *vm, uint32_t c)
 				       vm->name, c, (int)ch->pid, ch->bad);
 				ce_ctl_close_conn(ce, ch->ctl_fd);
 				ce_chan_finish(ce, vm, c); /* drop the rest unread */
-				return k;
+				return (int)k;
 			}
 		} else if (!guest_nqe(ce, vm, c, &n)) {
 			break; /* no room downstream: leave it for a later round */
 		}
-		nk_ring_skip(&ch->up, 1);
 		vm->nqes_in++;
 		k++;
 	}
+	if (k)
+		nk_ring_skip(&ch->up, k);
 	if (ch->exiting && nk_ring_count(&ch->up) == 0)
 		ce_chan_finish(ce, vm, c);
-	return k;
+	return (int)k;
 }
 
 /* ---- NSM -> CE ---- */
@@ -659,12 +666,13 @@ void ce_flush_wakes(struct ce *ce)
 	uint64_t one = 1;
 	for (uint32_t v = 0; v < ce->nvms; v++) {
 		struct ce_vm *vm = &ce->vms[v];
-		for (uint32_t c = 0; c < vm->reg.g.nchan; c++) {
+		uint64_t m = vm->wake & vm->live;
+		vm->wake = 0;
+		while (m) {
+			uint32_t c = ce_mask_pop(&m);
 			struct ce_chan *ch = &vm->chan[c];
-			if (!ch->wake)
-				continue;
-			ch->wake = false;
-			if (ch->used && ch->down_efd >= 0 && nk_ring_needs_wakeup(&ch->down) &&
+			nk_ring_publish(&ch->down);
+			if (ch->down_efd >= 0 && nk_ring_needs_wakeup(&ch->down) &&
 			    write(ch->down_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 				ce_log("vm %s chan %u: doorbell: %s", vm->name, c, strerror(errno));
 		}
@@ -674,6 +682,7 @@ void ce_flush_wakes(struct ce *ce)
 		if (!n->wake)
 			continue;
 		n->wake = false;
+		nk_ring_publish(&n->down);
 		if (n->state == CE_NSM_UP && nk_ring_needs_wakeup(&n->down) &&
 		    write(n->down_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			ce_log("nsm %s: doorbell: %s", n->name, strerror(errno));
@@ -695,9 +704,11 @@ int ce_switch_round(struct ce *ce)
 			struct ce_vm *vm = &ce->vms[(first + k) % ce->nvms];
 			if (!pass && vm->mig_scan)
 				ce_mig_scan(ce, vm);
-			for (uint32_t c = 0; c < vm->reg.g.nchan; c++)
-				if (vm->chan[c].used)
+			for (uint64_t m = vm->live; m;) {
+				uint32_t c = ce_mask_pop(&m);
+				if (vm->chan[c].used) /* a round before may have ended it */
 					work += chan_round(ce, vm, c);
+			}
 		}
 		if (!ce_iso_next_round(ce))
 			break;

@@ -181,7 +181,7 @@ int ce_chan_open_at(struct ce *ce, struct ce_vm *vm, uint32_t c, int ctl_fd, pid
 			return -e;
 		}
 	}
-	ch->used = true;
+	ce_chan_set_live(vm, c, true);
 	ch->dead = false;
 	ch->exiting = false;
 	ch->gen++;
@@ -189,7 +189,7 @@ int ce_chan_open_at(struct ce *ce, struct ce_vm *vm, uint32_t c, int ctl_fd, pid
 	ch->pid = pid;
 	ch->up_efd = up;
 	ch->down_efd = down;
-	ch->wake = false;
+	vm->wake &= ~(1ull << c);
 	ch->bad = 0;
 	if (getrandom(ch->key, sizeof(ch->key), 0) != sizeof(ch->key)) {
 		ch->key[0] = (uint32_t)ce_now_ns() ^ 0x9e3779b9u; /* no entropy: still unique */
@@ -207,7 +207,7 @@ int ce_chan_open_at(struct ce *ce, struct ce_vm *vm, uint32_t c, int ctl_fd, pid
 		close(up);
 		close(down);
 		ch->up_efd = ch->down_efd = -1;
-		ch->used = false;
+		ce_chan_set_live(vm, c, false);
 		return -e;
 	}
 	return 0;
@@ -265,7 +265,7 @@ void ce_chan_finish(struct ce *ce, struct ce_vm *vm, uint32_t c)
 		close(ch->down_efd);
 	ch->up_efd = ch->down_efd = -1;
 	ch->ctl_fd = -1;
-	ch->used = false;
+	ce_chan_set_live(vm, c, false);
 	ch->exiting = false;
 	ch->dead = true;
 	for (uint32_t s = 0; s < vm->reg.g.nsocks; s++)
@@ -378,12 +378,16 @@ void ce_sock_set_error(struct ce *ce, struct ce_vm *vm, uint32_t s, int err, boo
 
 void ce_wake_holders(struct ce_vm *vm, uint32_t s)
 {
-	uint64_t h = vm->socks[s].holders;
-	while (h) {
-		int c = __builtin_ctzll(h);
-		h &= h - 1;
-		vm->chan[c].wake = true;
-	}
+	vm->wake |= vm->socks[s].holders;
+}
+
+void ce_chan_set_live(struct ce_vm *vm, uint32_t c, bool used)
+{
+	vm->chan[c].used = used;
+	if (used)
+		vm->live |= 1ull << c;
+	else
+		vm->live &= ~(1ull << c);
 }
 
 /* Append one entry to socket s's rx ring. The ring can only be full if the

@@ -482,12 +482,56 @@ static void test_two_process(void)
 	munmap(sh, sizeof(*sh));
 }
 
+static void test_stage(void)
+{
+	section("staged NQEs: invisible until published, room counts them");
+	struct test_ring t;
+	struct nk_nqe n, in[8], out[16];
+	tr_init(&t, 8);
+	for (uint64_t i = 0; i < 3; i++) {
+		n = mk(i);
+		CHECK(nk_ring_stage(&t.r, &n), "stage %" PRIu64 " failed", i);
+	}
+	CHECK(nk_ring_count(&t.r) == 0, "staged NQEs visible before publish: %u", nk_ring_count(&t.r));
+	CHECK(t.r.hdr->prod_tail == 0, "stage moved prod_tail to %u", t.r.hdr->prod_tail);
+	CHECK(nk_ring_free(&t.r) == 5, "free %u with 3 staged, want 5", nk_ring_free(&t.r));
+	CHECK(nk_ring_room(&t.r, 5) && !nk_ring_room(&t.r, 6), "room ignores staged NQEs");
+	nk_ring_publish(&t.r);
+	CHECK(nk_ring_count(&t.r) == 3 && t.r.staged == 0, "publish: count %u staged %u",
+	      nk_ring_count(&t.r), t.r.staged);
+	nk_ring_publish(&t.r); /* nothing staged: no-op */
+	CHECK(t.r.hdr->prod_tail == 3, "empty publish moved prod_tail to %u", t.r.hdr->prod_tail);
+	/* a burst enqueue goes behind staged NQEs and publishes them too */
+	n = mk(3);
+	CHECK(nk_ring_stage(&t.r, &n), "stage 3 failed");
+	for (int i = 0; i < 8; i++)
+		in[i] = mk((uint64_t)(4 + i));
+	CHECK(nk_ring_enqueue_burst(&t.r, in, 8) == 4, "burst with 4 free (1 staged)");
+	CHECK(t.r.staged == 0 && t.r.hdr->prod_tail == 8, "burst left staged %u, prod_tail %u",
+	      t.r.staged, t.r.hdr->prod_tail);
+	n = mk(99);
+	CHECK(!nk_ring_stage(&t.r, &n) && t.r.staged == 0, "stage into a full ring succeeded");
+	CHECK(nk_ring_dequeue_burst(&t.r, out, 16) == 8, "drain");
+	for (int i = 0; i < 8; i++)
+		CHECK(is(&out[i], (uint64_t)i), "staged/burst order at %d", i);
+	/* the cached cons_head is refreshed once it says full */
+	CHECK(nk_ring_room(&t.r, 8), "drained ring has no room (stale cache)");
+	/* A consumer that jumps ahead of prod_tail leaves no room once its index
+	 * is read (until then the cache holds a real, older one: writing into
+	 * our own slots is all that can happen). */
+	tr_set(&t, 8, 20);
+	CHECK(nk_ring_free(&t.r) == 0, "free %u with cons_head > prod_tail", nk_ring_free(&t.r));
+	CHECK(!nk_ring_room(&t.r, 1) && !nk_ring_stage(&t.r, &n), "room with cons_head > prod_tail");
+	tr_free(&t);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_empty_full();
 	test_wrap();
 	test_burst();
+	test_stage();
 	test_corrupt();
 	test_need_wakeup();
 	test_two_process();
