@@ -203,6 +203,27 @@ static int nk_gl_vm_attach(void)
 	return r;
 }
 
+/* NK_GUEST_SPINS: rounds of 32 pauses before a wait sleeps (gl_chan.c). */
+#define NK_GL_SPINS_MAX 100000u
+
+static int nk_gl_spin_config(void)
+{
+	const char *v = getenv("NK_GUEST_SPINS");
+	char *end;
+	nk_gl.spins = 0;
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	unsigned long n = strtoul(v, &end, 10);
+	if (errno || *end || v[0] < '0' || v[0] > '9' || n > NK_GL_SPINS_MAX) {
+		nk_gl_warn("netkernel: NK_GUEST_SPINS '%s' is not a number 0..%u", v,
+			   NK_GL_SPINS_MAX);
+		return -EINVAL;
+	}
+	nk_gl.spins = (uint32_t)n;
+	return 0;
+}
+
 int nk_gl_attach(void)
 {
 	if (nk_gl.state == NK_GL_ATTACHED)
@@ -214,6 +235,9 @@ int nk_gl_attach(void)
 			nk_gl_warn("netkernel: lost the CoreEngine at %s", nk_ctl_path());
 		return -ECONNREFUSED;
 	}
+	int e = nk_gl_spin_config();
+	if (e)
+		return e;
 	const char *dev = getenv("NK_DEVICE");
 	if (dev && *dev)
 		return nk_gl_vm_attach();

@@ -14,9 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Short spin before sleeping: the CoreEngine usually answers within a few
- * microseconds, and a poll() round trip costs more than that. */
-#define NK_GL_SPINS 32
+/* A waiting thread spins nk_gl.spins rounds of 32 pauses before it sleeps
+ * (NK_GUEST_SPINS, read in gl_attach.c; default 0). The default was 32
+ * rounds, about 10 us here, until 2026-11-22: on the 2-core reference
+ * machine the spin took the core that the CoreEngine and the NSM needed to
+ * produce the answer. bench/app.sh, two rounds each: sockperf 64 B p50
+ * ratio 2.45 and 2.55 with the spin, 2.03 and 2.11 without; nginx
+ * keep-alive 1 KiB 0.23/0.27 vs 0.28/0.24, with less CPU per request.
+ * A host with cores to spare may want it back. */
 /* With another thread asleep on the same doorbell, a wake-up may be consumed
  * by the sibling: bound the sleep (ARCHITECTURE.md, wake-up protocol). */
 #define NK_GL_SHARED_SLEEP_MS 10
@@ -282,6 +287,17 @@ static bool nk_gl_remaining(const struct timespec *dl, struct timespec *out)
 	return out->tv_sec >= 0;
 }
 
+void nk_gl_wake_sleepers(void)
+{
+	uint64_t one = 1;
+	if (nk_gl.sleepers == 0 || nk_gl.down_efd < 0)
+		return;
+	/* Readable until the last sleeper leaves and drains it (nk_gl_wait);
+	 * it can only fail when the count is near 2^64, i.e. already readable. */
+	ssize_t r = REAL(write)(nk_gl.down_efd, &one, sizeof(one));
+	(void)r;
+}
+
 static void nk_gl_leave_sleep(void)
 {
 	/* need_wakeup stays up while any thread of ours still sleeps */
@@ -311,7 +327,7 @@ int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline
 			break;
 		}
 		bool hit = false;
-		for (int i = 0; i < NK_GL_SPINS && !hit; i++) {
+		for (uint32_t i = 0; i < nk_gl.spins && !hit; i++) {
 			nk_gl_unlock();
 			for (int j = 0; j < 32; j++)
 				nk_gl_relax();

@@ -302,6 +302,13 @@ static bool nk_gl_rx_nonempty(void *arg)
 	       __atomic_load_n(&s->slot->state, __ATOMIC_ACQUIRE) == NK_SS_CLOSED;
 }
 
+/* A blocked accept() also returns once the listener is shut down for
+ * reading, by any thread (Linux: EINVAL). */
+static bool nk_gl_accept_wakeup(void *arg)
+{
+	return nk_gl_rx_nonempty(arg) || ((struct nk_gl_sock *)arg)->shut_rd;
+}
+
 /* Pop the head of a listener's rx ring. Returns the accepted id (>= 0),
  * -EAGAIN when empty, or -errno for an ERR entry / corrupt ring. */
 static int64_t nk_gl_pop_accept(struct nk_gl_sock *s)
@@ -359,6 +366,8 @@ int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int 
 			return s->corrupt || s->stale ? -EIO : -ECONNRESET;
 		if (s->nfds == 0)
 			return -EBADF;
+		if (s->shut_rd)
+			return -EINVAL; /* shut down while we waited */
 		/* The fd first: running out of fds must not lose a connection. */
 		int fd = nk_gl_reserve_fd();
 		if (fd < 0)
@@ -393,7 +402,7 @@ int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int 
 			return (int)id;
 		if (s->nonblock)
 			return -EAGAIN;
-		int w = nk_gl_wait_io(nk_gl_rx_nonempty, s, has_dl ? &dl : NULL);
+		int w = nk_gl_wait_io(nk_gl_accept_wakeup, s, has_dl ? &dl : NULL);
 		if (w == 0)
 			return -EAGAIN;
 		if (w < 0)
@@ -429,5 +438,9 @@ int nk_gl_shutdown(struct nk_gl_sock *s, int how)
 	if (how != SHUT_RD)
 		s->shut_wr = true;
 	s->ev_seq++;
+	/* Threads of ours blocked in accept() or recv() on it return now,
+	 * as on Linux; no NQE from the host would wake them. */
+	if (how != SHUT_WR)
+		nk_gl_wake_sleepers();
 	return 0;
 }

@@ -182,6 +182,7 @@ struct nk_gl_proc {
 	uint64_t next_cookie;
 	struct nk_gl_req *reqs;   /* pending requests */
 	int sleepers;             /* threads asleep in nk_gl_wait */
+	uint32_t spins;           /* NK_GUEST_SPINS: rounds of 32 pauses before sleeping */
 	uint32_t tx_seq;          /* SEND_DONEs processed (ET epoll POLLOUT) */
 	uint32_t pid;             /* cached for the slot lock */
 	bool warned;              /* the one stderr line was printed */
@@ -261,6 +262,8 @@ int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline
 	       struct pollfd *kfds, nfds_t nk, const sigset_t *sigmask);
 /** nk_gl_wait for a blocking socket call (no kernel fds): a signal whose
  *  handler has SA_RESTART restarts the wait, as Linux restarts the call. */
+/* Wake this process's threads asleep in nk_gl_wait: they re-run their checks. */
+void nk_gl_wake_sleepers(void);
 int nk_gl_wait_io(bool (*check)(void *), void *arg, const struct timespec *deadline);
 void nk_gl_deadline(struct timespec *dl, long ms);     /* now + ms */
 bool nk_gl_timeval_deadline(const struct timeval *tv, struct timespec *dl);

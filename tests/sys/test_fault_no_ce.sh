@@ -4,6 +4,8 @@
 #   case 1: the control socket path does not exist  -> ENOENT or ECONNREFUSED
 #   case 2: a stale socket file, nobody listening   -> ECONNREFUSED
 #   case 3: a real program (curl) through nkrun fails quickly and names the path
+#   case 4: NK_GUEST_SPINS that is not a number 0..100000 -> EINVAL, one line
+#           naming it; a valid value goes on to the control socket (ENOENT)
 # timeout: 120
 set -euo pipefail
 . "$(dirname "$0")/../../scenarios/lib/testbed.sh"
@@ -51,6 +53,28 @@ probe missing "$D/no-such-ce.sock" ENOENT ECONNREFUSED
 python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.bind(sys.argv[1])' "$D/stale.sock"
 [ -S "$D/stale.sock" ] || tb_fail "could not create a stale socket file"
 probe stale "$D/stale.sock" ECONNREFUSED
+
+# spins CASE VALUE: socket() with NK_GUEST_SPINS=VALUE and no CoreEngine;
+# prints the errno and leaves stderr in $D/CASE.err
+spins() {
+	local rc=0
+	TB_EXEC_TIMEOUT=10 tb_exec guest env LD_PRELOAD="$PRELOAD" NK_VM=vm1 NK_CTL="$D/no-such-ce.sock" \
+		NK_GUEST_SPINS="$2" "$PROBE" -t 5 socket >"$D/$1.out" 2>"$D/$1.err" || rc=$?
+	[ $rc -eq 0 ] || tb_fail "$1: probe exited with status $rc"
+	sed -nE 's/^socket: errno=([A-Z0-9]+).*/\1/p' "$D/$1.out"
+}
+for v in abc -1 100001 12x " 5"; do
+	err=$(spins "spins-$v" "$v")
+	echo "-- NK_GUEST_SPINS='$v': errno $err; stderr: $(cat "$D/spins-$v.err")"
+	[ "$err" = EINVAL ] || tb_fail "NK_GUEST_SPINS='$v': errno '$err', want EINVAL"
+	[ "$(grep -c . "$D/spins-$v.err")" -eq 1 ] || tb_fail "NK_GUEST_SPINS='$v': want one stderr line"
+	grep -qF "NK_GUEST_SPINS '$v'" "$D/spins-$v.err" || tb_fail "NK_GUEST_SPINS='$v': the line does not name it"
+done
+for v in 0 32 100000; do
+	err=$(spins "spins-$v" "$v")
+	echo "-- NK_GUEST_SPINS=$v: errno $err"
+	[ "$err" = ENOENT ] || [ "$err" = ECONNREFUSED ] || tb_fail "NK_GUEST_SPINS=$v: errno '$err', want ENOENT (accepted, then no CoreEngine)"
+done
 
 echo "-- curl through nkrun, no CoreEngine"
 rc=0
