@@ -244,6 +244,7 @@ struct ce {
 	struct nk_prefixes peers;
 	uint32_t iso_next;        /* DRR: the VM the next pass starts with */
 	bool iso_stop;            /* an NSM's capacity ran out this round */
+	bool stalled;             /* a guest NQE was left for lack of room or credit this round */
 	uint64_t iso_wake_ns;     /* when a bucket that held an NQE admits again */
 };
 

@@ -316,6 +316,7 @@ static int chan_round(struct ce *ce, struct ce_vm *vm, uint32_t c)
 				return (int)k;
 			}
 		} else if (!guest_nqe(ce, vm, c, &n)) {
+			ce->stalled = true;
 			break; /* no room downstream: leave it for a later round */
 		}
 		vm->nqes_in++;
@@ -692,9 +693,15 @@ void ce_flush_wakes(struct ce *ce)
 int ce_switch_round(struct ce *ce)
 {
 	int work = 0;
+	ce->stalled = false;
 	for (uint32_t i = 0; i < ce->nnsms; i++)
 		if (ce->nsms[i].state == CE_NSM_UP)
 			work += nsm_round(ce, &ce->nsms[i]);
+	/* What the NSMs sent goes out before the guests' turn, not a whole
+	 * pass over the VMs later (bench_ce, 1 VM, W = 1: RTT 3.1-3.4 -> 2.5-2.7
+	 * us; 2.2 when every NQE is published at once, 2.3-3.1 before staging). */
+	if (work)
+		ce_flush_wakes(ce);
 	/* Passes over the VMs, each a DRR round for VMs of isolated NSMs
 	 * (ce_iso.c); without isolation the first pass does everything. The
 	 * start rotates so no VM is always first to the NSM rings' room. */
