@@ -512,6 +512,15 @@ out:
 		}
 		usleep(10000);
 	}
+	/* A CoreEngine that crashed left its regions behind (it removes them
+	 * itself when it stops cleanly; then these find nothing). */
+	char shm[128];
+	for (int v = 0; v < MAX_VMS; v++) {
+		snprintf(shm, sizeof(shm), "/dev/shm/nk-%s-vm-bvm%d", inst, v);
+		unlink(shm);
+	}
+	snprintf(shm, sizeof(shm), "/dev/shm/nk-%s-nsm-fake", inst);
+	unlink(shm);
 	unlink(hand);
 	unlink(ctl);
 	rmdir(dir);
