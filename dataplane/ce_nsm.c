@@ -266,7 +266,7 @@ void ce_nsm_send(struct ce *ce, struct ce_nsm *n, const struct nk_nqe *nqe)
 	(void)ce;
 	if (n->state != CE_NSM_UP)
 		return;
-	/* published with the doorbell at the end of the round (ce_flush_wakes) */
+	/* staged; published by ce_ring_put or ce_flush_wakes (ce.h) */
 	if (n->ovf_len == 0 && ce_ring_put(&n->down, nqe)) {
 		n->wake = true;
 		return;

@@ -42,7 +42,7 @@ void ce_guest_complete(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct
 	if (!ch->used || ch->exiting)
 		return; /* process gone: nobody to tell */
 	/* Room is guaranteed: pending ops + TX chunks per channel < ring size.
-	 * Published with the doorbell at the end of the round (ce_flush_wakes). */
+	 * Staged; published by ce_ring_put or ce_flush_wakes (ce.h). */
 	if (!ce_ring_put(&ch->down, nqe)) {
 		ce_log("vm %s chan %u: down ring full, completion dropped (bug)", vm->name, c);
 		return;

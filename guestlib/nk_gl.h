@@ -260,10 +260,10 @@ uint64_t nk_gl_cookie(void);
  *  -ECONNRESET if the CoreEngine is gone. */
 int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline,
 	       struct pollfd *kfds, nfds_t nk, const sigset_t *sigmask);
-/** nk_gl_wait for a blocking socket call (no kernel fds): a signal whose
- *  handler has SA_RESTART restarts the wait, as Linux restarts the call. */
 /* Wake this process's threads asleep in nk_gl_wait: they re-run their checks. */
 void nk_gl_wake_sleepers(void);
+/** nk_gl_wait for a blocking socket call (no kernel fds): a signal whose
+ *  handler has SA_RESTART restarts the wait, as Linux restarts the call. */
 int nk_gl_wait_io(bool (*check)(void *), void *arg, const struct timespec *deadline);
 void nk_gl_deadline(struct timespec *dl, long ms);     /* now + ms */
 bool nk_gl_timeval_deadline(const struct timeval *tv, struct timespec *dl);
