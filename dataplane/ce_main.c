@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -279,7 +280,7 @@ static void run(struct ce *ce)
 {
 	struct epoll_event evs[64];
 	uint64_t idle_since = 0;
-	uint32_t rounds = 0;
+	uint32_t rounds = 0, spins = 0;
 
 	/* VM-mode guests ring no doorbell (nothing crosses the VM boundary but
 	 * the shared memory): while any VM-mode VM exists, sleep at most 1 ms,
@@ -318,6 +319,16 @@ static void run(struct ce *ce)
 			}
 		} else {
 			idle_since = 0;
+		}
+		/* Spinning (idle, not armed): yield the core instead of asking
+		 * epoll every turn. On a machine with fewer cores than busy
+		 * processes the spin otherwise takes CPU from the NSM or the
+		 * guest; sched_yield() hands it over when one is runnable and
+		 * returns at once when none is. The control plane is looked at
+		 * every 16th spinning turn. */
+		if (!work && !armed && tmo == 0 && (++spins & 15)) {
+			sched_yield();
+			continue;
 		}
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = tmo > 0 ? (long)tmo : 0 };
 		int n = epoll_pwait2(ce->epfd, evs, 64, tmo < 0 ? NULL : &ts, NULL);
