@@ -268,9 +268,15 @@ void ce_nsm_send(struct ce *ce, struct ce_nsm *n, const struct nk_nqe *nqe)
 		return;
 	/* staged; published by ce_ring_put or ce_flush_wakes (ce.h) */
 	if (n->ovf_len == 0 && ce_ring_put(&n->down, nqe)) {
-		n->wake = true;
+		if (nqe->op == NK_OP_GRANT || nqe->op == NK_OP_RX_CREDIT)
+			n->lazy = true;
+		else
+			n->wake = true;
 		return;
 	}
+	/* A full ring may hold only lazy NQEs of an NSM asleep in
+	 * NK_WAKE_URGENT mode: wake it, or nothing would drain it. */
+	n->wake = true;
 	if (n->ovf_len == n->ovf_cap) {
 		uint32_t cap = n->ovf_cap ? n->ovf_cap * 2 : 256;
 		struct nk_nqe *p = realloc(n->ovf, cap * sizeof(*p));

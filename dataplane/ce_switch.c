@@ -26,6 +26,7 @@ uint32_t ce_pend_alloc(struct ce *ce)
 		return UINT32_MAX;
 	ce->pend[i].used = true;
 	ce->pend[i].counted = false;
+	ce->pend[i].async = false;
 	ce->pend[i].gen++;
 	return i;
 }
@@ -48,14 +49,21 @@ void ce_guest_complete(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct
 		return;
 	}
 	vm->nqes_out++;
-	vm->wake |= 1ull << c;
+	/* A returned TX chunk matters only to a guest waiting for send room,
+	 * which sleeps in NK_WAKE_ANY mode (GuestLib, nk_gl_wait); an
+	 * asynchronous setsockopt's completion to nobody. */
+	if (nqe->op == NK_OP_SEND_DONE || (nqe->flags & NK_NQF_ASYNC))
+		vm->lazy |= 1ull << c;
+	else
+		vm->wake |= 1ull << c;
 }
 
 static void complete_req(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct nk_nqe *req,
 			 int result)
 {
-	struct nk_nqe q = { .op = req->op, .flags = NK_NQF_COMPLETION, .sock = req->sock,
-			    .cookie = req->cookie, .result = result, .chunk = NK_NO_CHUNK };
+	struct nk_nqe q = { .op = req->op, .flags = NK_NQF_COMPLETION | (req->flags & NK_NQF_ASYNC),
+			    .sock = req->sock, .cookie = req->cookie, .result = result,
+			    .chunk = NK_NO_CHUNK };
 	if (req->op == NK_OP_SEND || req->op == NK_OP_GETSOCKOPT) {
 		q.op = req->op == NK_OP_SEND ? NK_OP_SEND_DONE : req->op;
 		q.chunk = req->chunk; /* never taken: hand it straight back */
@@ -102,6 +110,7 @@ static int fwd_ctl(struct ce *ce, struct ce_vm *vm, uint32_t c, const struct nk_
 	p->sock = s;
 	p->chunk = n->chunk;
 	p->cookie = n->cookie;
+	p->async = n->flags & NK_NQF_ASYNC;
 	ch->pending++;
 	p->counted = true;
 	vm->pending++;
@@ -338,8 +347,9 @@ static void pend_finish(struct ce *ce, uint32_t pi, const struct nk_nqe *q)
 	struct ce_chan *ch = &vm->chan[p->chan == CE_PEND_NO_CHAN ? 0 : p->chan];
 	struct ce_sock *sk = &vm->socks[p->sock];
 	struct nk_sock_slot *slot = nk_region_slot(&vm->reg, p->sock);
-	struct nk_nqe out = { .op = p->op, .flags = NK_NQF_COMPLETION, .sock = p->sock,
-			      .cookie = p->cookie, .result = q->result, .chunk = NK_NO_CHUNK };
+	struct nk_nqe out = { .op = p->op, .flags = NK_NQF_COMPLETION | (p->async ? NK_NQF_ASYNC : 0),
+			      .sock = p->sock, .cookie = p->cookie, .result = q->result,
+			      .chunk = NK_NO_CHUNK };
 	bool tell = ch->used && ch->gen == p->chan_gen;
 
 	if (p->op == NK_OP_MIGRATE) {
@@ -667,24 +677,26 @@ void ce_flush_wakes(struct ce *ce)
 	uint64_t one = 1;
 	for (uint32_t v = 0; v < ce->nvms; v++) {
 		struct ce_vm *vm = &ce->vms[v];
-		uint64_t m = vm->wake & vm->live;
-		vm->wake = 0;
+		uint64_t m = (vm->wake | vm->lazy) & vm->live, urgent = vm->wake;
+		vm->wake = vm->lazy = 0;
 		while (m) {
 			uint32_t c = ce_mask_pop(&m);
 			struct ce_chan *ch = &vm->chan[c];
 			nk_ring_publish(&ch->down);
-			if (ch->down_efd >= 0 && nk_ring_needs_wakeup(&ch->down) &&
+			if (ch->down_efd >= 0 &&
+			    nk_ring_wants_wakeup(&ch->down, !(urgent >> c & 1)) &&
 			    write(ch->down_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 				ce_log("vm %s chan %u: doorbell: %s", vm->name, c, strerror(errno));
 		}
 	}
 	for (uint32_t i = 0; i < ce->nnsms; i++) {
 		struct ce_nsm *n = &ce->nsms[i];
-		if (!n->wake)
+		if (!n->wake && !n->lazy)
 			continue;
-		n->wake = false;
+		bool lazy_only = !n->wake;
+		n->wake = n->lazy = false;
 		nk_ring_publish(&n->down);
-		if (n->state == CE_NSM_UP && nk_ring_needs_wakeup(&n->down) &&
+		if (n->state == CE_NSM_UP && nk_ring_wants_wakeup(&n->down, lazy_only) &&
 		    write(n->down_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			ce_log("nsm %s: doorbell: %s", n->name, strerror(errno));
 	}

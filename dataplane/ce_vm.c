@@ -190,6 +190,7 @@ int ce_chan_open_at(struct ce *ce, struct ce_vm *vm, uint32_t c, int ctl_fd, pid
 	ch->up_efd = up;
 	ch->down_efd = down;
 	vm->wake &= ~(1ull << c);
+	vm->lazy &= ~(1ull << c);
 	ch->bad = 0;
 	if (getrandom(ch->key, sizeof(ch->key), 0) != sizeof(ch->key)) {
 		ch->key[0] = (uint32_t)ce_now_ns() ^ 0x9e3779b9u; /* no entropy: still unique */

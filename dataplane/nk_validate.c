@@ -38,8 +38,10 @@ int nk_validate_guest_nqe(const struct nk_geom *g, uint32_t chan, const struct n
 	*why = "";
 	if (chan >= g->nchan)
 		BAD("channel out of range");
-	if (n->flags & ~(NK_NQF_ACCEPT))
+	if (n->flags & ~(NK_NQF_ACCEPT | NK_NQF_ASYNC))
 		BAD("unknown or host-only flags");
+	if ((n->flags & NK_NQF_ASYNC) && n->op != NK_OP_SETSOCKOPT)
+		BAD("NK_NQF_ASYNC on an op other than SETSOCKOPT");
 	if (n->op != NK_OP_SOCKET && n->sock >= g->nsocks)
 		BAD("socket id out of range");
 	/* Only these ops carry a chunk; any other must say so, so that no

@@ -390,7 +390,8 @@ static int nk_gl_fork_adopt(void)
 	free(nk_gl.tx_owner);
 	nk_gl.tx_owner = owner;
 	nk_gl.reqs = NULL; /* the parent's requests complete on its channel */
-	nk_gl.sleepers = 0;
+	nk_gl.sleepers = nk_gl.tx_sleepers = 0;
+	nk_gl.async_out = 0; /* the parent's complete on its channel */
 	nk_gl.pid = (uint32_t)getpid();
 	if (nk_gl.vmmode) {
 		nk_gl.vc_seq = nk_gl.fork_seq;
@@ -418,7 +419,8 @@ static void nk_gl_atfork_child(void)
 	nk_gl.ctl_fd = nk_gl.up_efd = nk_gl.down_efd = -1;
 	nk_gl_fd_mark_stale();
 	nk_gl.reqs = NULL;
-	nk_gl.sleepers = 0;
+	nk_gl.sleepers = nk_gl.tx_sleepers = 0;
+	nk_gl.async_out = 0; /* the parent's complete on its channel */
 	nk_gl.tx_owner = NULL;
 	memset(&nk_gl.pool, 0, sizeof(nk_gl.pool));
 	nk_gl.state = NK_GL_DETACHED;

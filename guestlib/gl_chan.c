@@ -81,6 +81,17 @@ static void nk_gl_complete(const struct nk_nqe *q)
 		nk_gl_send_done(q);
 		return;
 	}
+	if (q->flags & NK_NQF_ASYNC) {
+		/* an asynchronous setsockopt (gl_opt.c): nobody waits for it */
+		if (q->op != NK_OP_SETSOCKOPT || nk_gl.async_out == 0) {
+			nk_gl.bad_nqes++;
+			return;
+		}
+		nk_gl.async_out--;
+		if (q->result < 0)
+			nk_gl.async_failed++;
+		return;
+	}
 	for (struct nk_gl_req **pp = &nk_gl.reqs; *pp; pp = &(*pp)->next) {
 		struct nk_gl_req *r = *pp;
 		if (r->cookie != q->cookie || r->op != q->op)
@@ -189,7 +200,7 @@ int nk_gl_request(struct nk_nqe *q, struct nk_nqe *resp)
 	while (e == 0 && !r.done) {
 		/* Control ops complete quickly and abandoning one would leak
 		 * host state (a SOCKET's slot): wait through signals. */
-		int w = nk_gl_wait(nk_gl_req_done, &r, NULL, NULL, 0, NULL);
+		int w = nk_gl_wait(nk_gl_req_done, NULL, &r, NULL, NULL, 0, NULL);
 		if (w == -ECONNRESET)
 			e = w;
 	}
@@ -232,10 +243,11 @@ static bool nk_gl_sa_restart(void)
 	return any;
 }
 
-int nk_gl_wait_io(bool (*check)(void *), void *arg, const struct timespec *deadline)
+int nk_gl_wait_io(bool (*check)(void *), bool (*needs_tx)(void *), void *arg,
+		  const struct timespec *deadline)
 {
 	for (;;) {
-		int w = nk_gl_wait(check, arg, deadline, NULL, 0, NULL);
+		int w = nk_gl_wait(check, needs_tx, arg, deadline, NULL, 0, NULL);
 		/* With a timeout (SO_RCVTIMEO/SO_SNDTIMEO) Linux says EINTR
 		 * even for SA_RESTART handlers (sock_intr_errno). */
 		if (w != -EINTR || deadline || !nk_gl_sa_restart())
@@ -298,15 +310,19 @@ void nk_gl_wake_sleepers(void)
 	(void)r;
 }
 
-static void nk_gl_leave_sleep(void)
+static void nk_gl_leave_sleep(bool tx)
 {
-	/* need_wakeup stays up while any thread of ours still sleeps */
+	nk_gl.tx_sleepers -= tx;
+	/* need_wakeup stays up while any thread of ours still sleeps (in
+	 * NK_WAKE_ANY mode if one of them needed it: a spurious doorbell at
+	 * worst) */
 	if (--nk_gl.sleepers == 0)
 		nk_ring_awake(&nk_gl.down);
 }
 
-int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline,
-	       struct pollfd *kfds, nfds_t nk, const sigset_t *sigmask)
+int nk_gl_wait(bool (*check)(void *), bool (*needs_tx)(void *), void *arg,
+	       const struct timespec *deadline, struct pollfd *kfds, nfds_t nk,
+	       const sigset_t *sigmask)
 {
 	struct pollfd stackfds[16];
 	struct pollfd *pf = stackfds;
@@ -352,19 +368,27 @@ int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline
 			tsp = &rem;
 		}
 		bool shared = nk_gl.sleepers > 0;
+		/* SEND_DONEs wake us only if some sleeper waits for TX room:
+		 * a server asleep in epoll_wait for requests sleeps through the
+		 * chunks of its last response coming back (one wake-up per
+		 * request fewer). The mode covers every sleeper of the process,
+		 * so it is decided from the count, under the lock. */
+		bool tx = needs_tx && needs_tx(arg);
+		nk_gl.tx_sleepers += tx;
 		nk_gl.sleepers++;
 		/* With completions already queued, prepare_sleep takes the flag
 		 * down again: sleeping then would miss every later doorbell (a
 		 * server asleep for good with data waiting). Go round again. */
-		if (!nk_ring_prepare_sleep(&nk_gl.down)) {
-			nk_gl_leave_sleep();
+		if (!nk_ring_prepare_sleep_for(&nk_gl.down,
+					       nk_gl.tx_sleepers ? NK_WAKE_ANY : NK_WAKE_URGENT)) {
+			nk_gl_leave_sleep(tx);
 			continue;
 		}
 		/* Re-check after publishing need_wakeup: anything the CoreEngine
 		 * did before seeing the flag is visible now (Dekker). */
 		nk_gl_drain();
 		if (check(arg)) {
-			nk_gl_leave_sleep();
+			nk_gl_leave_sleep(tx);
 			ret = 1;
 			break;
 		}
@@ -407,7 +431,7 @@ int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline
 		int n = REAL(ppoll)(pf, nk + 2, tsp, sigmask);
 		int e = errno;
 		nk_gl_lock();
-		nk_gl_leave_sleep();
+		nk_gl_leave_sleep(tx);
 		if (n < 0) {
 			ret = -e;
 			break;

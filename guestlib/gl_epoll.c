@@ -238,6 +238,20 @@ static bool nk_gl_ep_check(void *arg)
 	return !ep; /* closed under us: stop waiting */
 }
 
+/* EPOLLOUT asked of a socket without TX room: returned chunks may give it.
+ * A socket with room needs no SEND_DONE: Linux raises no new EPOLLOUT edge
+ * for freed send space either unless a write had found the buffer full. */
+static bool nk_gl_ep_needs_tx(void *arg)
+{
+	struct nk_gl_ep *ep = nk_gl_ep_find(((struct nk_gl_epwait *)arg)->epfd);
+	for (int k = 0; ep && k < ep->n; k++) {
+		struct nk_gl_epent *e = &ep->ents[k];
+		if ((e->events & EPOLLOUT) && !e->disabled && !nk_gl_writable(e->s))
+			return true;
+	}
+	return false;
+}
+
 int nk_gl_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout,
 		     const sigset_t *mask, bool *handled)
 {
@@ -275,7 +289,7 @@ int nk_gl_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout,
 		if (ret > 0 || timeout == 0)
 			break;
 		struct pollfd kp = { .fd = epfd, .events = POLLIN };
-		int w = nk_gl_wait(nk_gl_ep_check, &wa, timeout > 0 ? &dl : NULL, &kp, 1, mask);
+		int w = nk_gl_wait(nk_gl_ep_check, nk_gl_ep_needs_tx, &wa, timeout > 0 ? &dl : NULL, &kp, 1, mask);
 		if (w == 0) {
 			timeout = 0; /* one last collection, then report nothing */
 			continue;

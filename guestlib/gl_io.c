@@ -89,6 +89,12 @@ static bool nk_gl_send_wakeup(void *arg)
 	       __atomic_load_n(&s->slot->state, __ATOMIC_ACQUIRE) == NK_SS_CLOSED;
 }
 
+static bool nk_gl_send_needs_tx(void *arg)
+{
+	(void)arg;
+	return true; /* room comes back with SEND_DONE */
+}
+
 /* Wait for a pending connect to finish. */
 static bool nk_gl_connect_wakeup(void *arg)
 {
@@ -134,7 +140,7 @@ static int nk_gl_send_check(struct nk_gl_sock *s, bool nonblock, const struct ti
 			return s->type == SOCK_DGRAM ? -EDESTADDRREQ : -EPIPE;
 		if (nonblock)
 			return -EAGAIN;
-		int w = nk_gl_wait_io(nk_gl_connect_wakeup, s, dl);
+		int w = nk_gl_wait_io(nk_gl_connect_wakeup, NULL, s, dl);
 		if (w == 0)
 			return -EAGAIN;
 		if (w < 0)
@@ -157,7 +163,7 @@ static int nk_gl_tx_get(struct nk_gl_sock *s, bool nonblock, const struct timesp
 			return 0;
 		if (nonblock)
 			return -EAGAIN;
-		int w = nk_gl_wait_io(nk_gl_send_wakeup, s, dl);
+		int w = nk_gl_wait_io(nk_gl_send_wakeup, nk_gl_send_needs_tx, s, dl);
 		if (w == 0)
 			return -EAGAIN;
 		if (w < 0)
@@ -441,7 +447,7 @@ ssize_t nk_gl_recvv(struct nk_gl_sock *s, const struct iovec *iov, int iovcnt, i
 			return got ? (ssize_t)got : -ENOTCONN;
 		if (nonblock)
 			return got ? (ssize_t)got : -EAGAIN;
-		int w = nk_gl_wait_io(nk_gl_recv_wakeup, s, dlp);
+		int w = nk_gl_wait_io(nk_gl_recv_wakeup, NULL, s, dlp);
 		if (w == 0)
 			return got ? (ssize_t)got : -EAGAIN;
 		if (w < 0)

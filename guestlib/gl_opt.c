@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -136,6 +137,24 @@ static int nk_gl_set_timeo(struct timeval *dst, const void *val, socklen_t len)
 	return 0;
 }
 
+/* Options a server may set around every response (nginx's tcp_nopush sets
+ * TCP_CORK before and clears it after each one), which Linux cannot refuse
+ * on a stream socket given an int: any int is a valid value and the socket's
+ * state does not matter. These return 0 at once and their SETSOCKOPT goes
+ * without waiting for the completion, saving two round trips through the
+ * CoreEngine and the NSM per response. Order is kept: a later getsockopt or
+ * SEND follows it through the same rings. Every NSM's stack must accept
+ * them on stream sockets (the kernel stacks do; docs/ARCHITECTURE.md); a
+ * refusal anyway is counted in nk_gl.async_failed. */
+static bool nk_gl_opt_async(const struct nk_gl_sock *s, int level, int name, socklen_t len)
+{
+	if (s->type != SOCK_STREAM || len < sizeof(int))
+		return false;
+	if (level == IPPROTO_TCP)
+		return name == TCP_NODELAY || name == TCP_CORK;
+	return level == SOL_SOCKET && name == SO_KEEPALIVE;
+}
+
 int nk_gl_setsockopt(struct nk_gl_sock *s, int level, int name, const void *val, socklen_t len)
 {
 	if (level == SOL_SOCKET && name == SO_RCVTIMEO)
@@ -157,6 +176,19 @@ int nk_gl_setsockopt(struct nk_gl_sock *s, int level, int name, const void *val,
 	q.arg.opt.vlen = len;
 	if (len && nk_gl_copy_in(q.arg.opt.val, val, len) < 0)
 		return -EFAULT;
+	if (nk_gl_opt_async(s, level, name, len)) {
+		/* Drain first: completions nobody waits for must not pile up
+		 * in the down ring (NK_GL_ASYNC_MAX bounds them). */
+		nk_gl_drain();
+		if (nk_gl.async_out < NK_GL_ASYNC_MAX) {
+			q.flags = NK_NQF_ASYNC;
+			q.cookie = nk_gl_cookie();
+			int e = nk_gl_post(&q);
+			if (e == 0)
+				nk_gl.async_out++;
+			return e;
+		}
+	}
 	int e = nk_gl_request(&q, &resp);
 	if (e == 0 && resp.result < 0)
 		e = resp.result > -4096 ? resp.result : -EIO;

@@ -91,6 +91,16 @@ static bool nk_gl_poll_check(void *arg)
 	return false;
 }
 
+/* POLLOUT asked of a socket without TX room: returned chunks may give it. */
+static bool nk_gl_poll_needs_tx(void *arg)
+{
+	struct nk_gl_pollctx *c = arg;
+	for (nfds_t i = 0; i < c->n; i++)
+		if (c->socks[i] && (c->fds[i].events & POLLOUT) && !nk_gl_writable(c->socks[i]))
+			return true;
+	return false;
+}
+
 /* *handled = false: no NetKernel fd in the set; the caller uses real poll. */
 int nk_gl_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 	       const sigset_t *mask, bool *handled)
@@ -150,7 +160,7 @@ int nk_gl_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		ret += kr;
 		if (ret > 0 || (ts && ts->tv_sec == 0 && ts->tv_nsec == 0))
 			break;
-		int w = nk_gl_wait(nk_gl_poll_check, &c, ts ? &dl : NULL, kfds, nk, mask);
+		int w = nk_gl_wait(nk_gl_poll_check, nk_gl_poll_needs_tx, &c, ts ? &dl : NULL, kfds, nk, mask);
 		if (w < 0 && w != -ECONNRESET) {
 			ret = w;
 			break;

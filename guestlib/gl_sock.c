@@ -276,7 +276,7 @@ int nk_gl_connect(struct nk_gl_sock *s, const struct sockaddr *sa, socklen_t len
 	}
 	struct timespec dl;
 	bool has_dl = nk_gl_timeval_deadline(&s->sndtimeo, &dl);
-	int w = nk_gl_wait_io(nk_gl_conn_settled, s, has_dl ? &dl : NULL);
+	int w = nk_gl_wait_io(nk_gl_conn_settled, NULL, s, has_dl ? &dl : NULL);
 	if (w == 0)
 		return -EINPROGRESS; /* SO_SNDTIMEO expired, as Linux */
 	if (w < 0)
@@ -402,7 +402,7 @@ int nk_gl_accept(struct nk_gl_sock *s, struct sockaddr *sa, socklen_t *len, int 
 			return (int)id;
 		if (s->nonblock)
 			return -EAGAIN;
-		int w = nk_gl_wait_io(nk_gl_accept_wakeup, s, has_dl ? &dl : NULL);
+		int w = nk_gl_wait_io(nk_gl_accept_wakeup, NULL, s, has_dl ? &dl : NULL);
 		if (w == 0)
 			return -EAGAIN;
 		if (w < 0)

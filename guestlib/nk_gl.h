@@ -122,6 +122,10 @@ void __chk_fail(void) __attribute__((noreturn));
 /* Sockets                                                             */
 
 #define NK_GL_SOCK_TX_MAX 32u /* SEND chunks in flight per socket (ARCHITECTURE.md) */
+/* Asynchronous SETSOCKOPTs in flight per process (gl_opt.c); beyond that a
+ * setsockopt waits. Their completions, with the TX chunks' SEND_DONEs,
+ * must fit the down ring while nobody drains it. */
+#define NK_GL_ASYNC_MAX 32u
 
 enum nk_gl_conn { NK_GL_CONN_NONE, NK_GL_CONN_PENDING, NK_GL_CONN_DONE, NK_GL_CONN_FAILED };
 
@@ -182,6 +186,7 @@ struct nk_gl_proc {
 	uint64_t next_cookie;
 	struct nk_gl_req *reqs;   /* pending requests */
 	int sleepers;             /* threads asleep in nk_gl_wait */
+	int tx_sleepers;          /* ... of which wait for TX room (NK_WAKE_ANY) */
 	uint32_t spins;           /* NK_GUEST_SPINS: rounds of 32 pauses before sleeping */
 	uint32_t tx_seq;          /* SEND_DONEs processed (ET epoll POLLOUT) */
 	uint32_t pid;             /* cached for the slot lock */
@@ -192,6 +197,8 @@ struct nk_gl_proc {
 	int fork_ctl, fork_up, fork_down;
 	uint32_t fork_chan, fork_key[2];
 	uint64_t bad_nqes;        /* completions that failed validation */
+	uint32_t async_out;       /* asynchronous SETSOCKOPTs not yet completed */
+	uint64_t async_failed;    /* ... that the NSM refused after we said 0 */
 	/* VM mode (gl_vm.c): the channel came from the NK device's control
 	 * lines; no control socket, no doorbells (fds stay -1) */
 	bool vmmode;
@@ -255,16 +262,21 @@ void nk_gl_drain(void);                  /* under lock */
 int nk_gl_request(struct nk_nqe *q, struct nk_nqe *resp); /* sync op */
 uint64_t nk_gl_cookie(void);
 /** Block until check(arg) is true. Under lock (dropped while asleep).
+ *  needs_tx(arg) (NULL = never) says whether returned TX chunks
+ *  (SEND_DONE) could make check true: only then is the sleep woken for
+ *  them (NK_WAKE_ANY), else it sleeps through them (NK_WAKE_URGENT).
  *  deadline NULL = forever. kfds: kernel fds to watch as well.
  *  Returns 1 check true, 2 a kernel fd is ready, 0 timed out, -EINTR,
  *  -ECONNRESET if the CoreEngine is gone. */
-int nk_gl_wait(bool (*check)(void *), void *arg, const struct timespec *deadline,
-	       struct pollfd *kfds, nfds_t nk, const sigset_t *sigmask);
+int nk_gl_wait(bool (*check)(void *), bool (*needs_tx)(void *), void *arg,
+	       const struct timespec *deadline, struct pollfd *kfds, nfds_t nk,
+	       const sigset_t *sigmask);
 /* Wake this process's threads asleep in nk_gl_wait: they re-run their checks. */
 void nk_gl_wake_sleepers(void);
 /** nk_gl_wait for a blocking socket call (no kernel fds): a signal whose
  *  handler has SA_RESTART restarts the wait, as Linux restarts the call. */
-int nk_gl_wait_io(bool (*check)(void *), void *arg, const struct timespec *deadline);
+int nk_gl_wait_io(bool (*check)(void *), bool (*needs_tx)(void *), void *arg,
+		  const struct timespec *deadline);
 void nk_gl_deadline(struct timespec *dl, long ms);     /* now + ms */
 bool nk_gl_timeval_deadline(const struct timeval *tv, struct timespec *dl);
 bool nk_gl_slot_bad(struct nk_gl_sock *s);       /* corrupt/stale checks */

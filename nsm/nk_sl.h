@@ -83,6 +83,7 @@ struct nk_sl_sock {
 	bool stash_wait;   /* reading stopped for lack of RX chunks */
 	int64_t h;         /* stack handle */
 	uint32_t rx_out;   /* rx entries posted minus RX_CREDIT */
+	bool credit_wait;  /* out of rx credit (counted in nk_sl.credit_waits) */
 	uint32_t events;   /* events currently asked from the stack */
 	int tx_err;        /* sticky send error (negative), fails later SENDs */
 	bool conn_pending; /* a CONNECT waits for its completion */
@@ -140,6 +141,10 @@ struct nk_sl {
 
 	struct nk_sl_sock **socks; /* by id; stable pointers */
 	uint32_t nsocks_cap, free_head, nused, nclosing;
+	/* Sockets that stopped reading for lack of rx credit: while there is
+	 * one, RX_CREDIT must wake us (NK_WAKE_ANY); with none we sleep
+	 * through it (NK_WAKE_URGENT, nk_abi.h). */
+	uint32_t credit_waits;
 
 	/* Sockets with SENDs queued during the current burst of down-ring
 	 * NQEs: written once the burst is dispatched, so the chunks of one

@@ -215,7 +215,9 @@ static void run(struct nk_sl *sl)
 			wait_blocked(sl, 1);
 			continue;
 		}
-		if (!nk_ring_prepare_sleep(&sl->down))
+		/* RX_CREDIT wakes us only when a socket waits for it */
+		if (!nk_ring_prepare_sleep_for(&sl->down,
+					       sl->credit_waits ? NK_WAKE_ANY : NK_WAKE_URGENT))
 			continue;
 		int n = epoll_wait(sl->epfd, ev, 64, sl->nclosing ? 1000 : -1);
 		nk_ring_awake(&sl->down);

@@ -102,9 +102,21 @@ struct nk_sl_sock *nk_sl_sock_open(struct nk_sl *sl, uint16_t vm, int domain, in
 	return s;
 }
 
+static void note_credit_wait(struct nk_sl *sl, struct nk_sl_sock *s, bool wait)
+{
+	if (wait == s->credit_wait)
+		return;
+	s->credit_wait = wait;
+	if (wait)
+		sl->credit_waits++;
+	else
+		sl->credit_waits--;
+}
+
 /* Return an id to the free list (its stack socket is already closed). */
 static void sock_release(struct nk_sl *sl, struct nk_sl_sock *s)
 {
+	note_credit_wait(sl, s, false);
 	s->state = NK_SLS_FREE;
 	s->tx_pending = false;
 	s->h = -1;
@@ -531,6 +543,9 @@ void nk_sl_sock_update(struct nk_sl *sl, struct nk_sl_sock *s)
 	uint32_t ev = 0;
 	struct nk_sl_vm *v = sl->vms[s->vm];
 
+	/* Every change of rx_out is followed by this update (reading is
+	 * armed from it), so the count of credit waiters stays exact. */
+	note_credit_wait(sl, s, !s->closing && !s->rx_stop && s->rx_out >= NK_SOCK_RX_ENTRIES);
 	if (!s->closing && !s->rx_stop && s->rx_out < NK_SOCK_RX_ENTRIES && v) {
 		if (s->state == NK_SLS_LISTENING) {
 			ev |= NK_EV_IN;

@@ -144,6 +144,9 @@ enum nk_op {
 #define NK_NQF_ACCEPT     0x02u /**< RX_DONE of an ACCEPT entry */
 #define NK_NQF_ABORT      0x04u /**< CE -> NSM CLOSE: drop queued data and reset
                                      the connection (its VM was powered off) */
+#define NK_NQF_ASYNC      0x08u /**< guest SETSOCKOPT nobody waits for; its
+                                     completion carries the flag too and is a
+                                     lazy NQE (need_wakeup) */
 
 /** Socket option carried inline. */
 struct nk_opt {
@@ -245,12 +248,23 @@ static_assert(sizeof(struct nk_sess_hello) == 24, "session hello is 24 bytes");
  * ring) before sleeping on its doorbell; the producer, after publishing
  * prod_tail, reads it and rings the doorbell only when it is set. This is the
  * io_uring SQ_NEED_WAKEUP pattern: no syscall while the consumer is awake.
+ * NK_WAKE_ANY asks for a doorbell for every NQE; NK_WAKE_URGENT only for
+ * NQEs that are not "lazy" (NK_OP_SEND_DONE towards a guest; NK_OP_RX_CREDIT
+ * and NK_OP_GRANT towards an NSM): a consumer that waits for nothing those
+ * could give it sleeps through them and reads them when it next wakes. A
+ * producer that knows only 0/1 treats NK_WAKE_URGENT as NK_WAKE_ANY, so the
+ * value is a compatible extension of ABI 2.
  */
+enum {
+	NK_WAKE_ANY = 1,    /**< ring the doorbell for any NQE */
+	NK_WAKE_URGENT = 2, /**< ... for any NQE but the lazy ones */
+};
+
 struct nk_ring_hdr {
 	_Alignas(NK_CACHELINE) uint32_t prod_tail; /**< producer only: next slot to fill */
 	uint8_t  pad0[NK_CACHELINE - 4];
 	_Alignas(NK_CACHELINE) uint32_t cons_head; /**< consumer only: next slot to read */
-	uint32_t need_wakeup;                      /**< consumer only: 1 = wake me */
+	uint32_t need_wakeup;                      /**< consumer only: 0 or NK_WAKE_* */
 	uint8_t  pad1[NK_CACHELINE - 8];
 };
 static_assert(sizeof(struct nk_ring_hdr) == 128, "ring header is 2 lines");

@@ -136,6 +136,17 @@ static inline bool nk_ring_needs_wakeup(struct nk_ring *r)
 	return __atomic_load_n(&r->hdr->need_wakeup, __ATOMIC_RELAXED) != 0;
 }
 
+/** The same for a producer that knows whether what it published was only
+ *  lazy NQEs (nk_abi.h, need_wakeup): those ring only an NK_WAKE_ANY
+ *  sleeper. Any other value than NK_WAKE_URGENT counts as "any", so a
+ *  corrupt word costs a spurious doorbell, never a missed one. */
+static inline bool nk_ring_wants_wakeup(struct nk_ring *r, bool lazy_only)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint32_t w = __atomic_load_n(&r->hdr->need_wakeup, __ATOMIC_RELAXED);
+	return w != 0 && !(lazy_only && w == NK_WAKE_URGENT);
+}
+
 /* ---- consumer side ---- */
 
 /** Entries ready to read. A producer whose prod_tail runs more than size
@@ -188,18 +199,23 @@ static inline void nk_ring_skip(struct nk_ring *r, uint32_t n)
 	__atomic_store_n(&r->hdr->cons_head, r->hdr->cons_head + n, __ATOMIC_RELEASE);
 }
 
-/** Consumer about to sleep: announce it, then re-check. Returns true when the
- *  ring is still empty (safe to sleep); false if work arrived meanwhile, in
- *  which case the flag is cleared again. */
-static inline bool nk_ring_prepare_sleep(struct nk_ring *r)
+/** Consumer about to sleep: announce it (mode NK_WAKE_ANY or NK_WAKE_URGENT),
+ *  then re-check. Returns true when the ring is still empty (safe to sleep);
+ *  false if work arrived meanwhile, in which case the flag is cleared again. */
+static inline bool nk_ring_prepare_sleep_for(struct nk_ring *r, uint32_t mode)
 {
-	__atomic_store_n(&r->hdr->need_wakeup, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->hdr->need_wakeup, mode, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (nk_ring_count(r) != 0) {
 		__atomic_store_n(&r->hdr->need_wakeup, 0, __ATOMIC_RELAXED);
 		return false;
 	}
 	return true;
+}
+
+static inline bool nk_ring_prepare_sleep(struct nk_ring *r)
+{
+	return nk_ring_prepare_sleep_for(r, NK_WAKE_ANY);
 }
 
 static inline void nk_ring_awake(struct nk_ring *r)

@@ -100,7 +100,8 @@ static void complete(int ch, const struct nk_nqe *req, int32_t result, const str
 {
 	struct nk_nqe q = tmpl ? *tmpl : *req;
 	q.op = req->op;
-	q.flags = NK_NQF_COMPLETION;
+	/* an asynchronous SETSOCKOPT's completion says so, as the CE's does */
+	q.flags = NK_NQF_COMPLETION | (req->flags & NK_NQF_ASYNC);
 	q.cookie = req->cookie;
 	q.sock = req->sock;
 	q.result = result;
@@ -224,6 +225,8 @@ static void handle(int ch, const struct nk_nqe *q)
 		return;
 	}
 	nops[q->op]++;
+	if ((q->flags & NK_NQF_ASYNC) && q->op != NK_OP_SETSOCKOPT)
+		BAD("NK_NQF_ASYNC on op %u", q->op);
 	if (q->op != NK_OP_SOCKET && !sock_ok(ch, q->sock)) {
 		BAD("op %u on socket %u not held by channel %d", q->op, q->sock, ch);
 		return;

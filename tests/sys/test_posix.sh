@@ -19,7 +19,7 @@ D=$TB_DIR
 tb_bg remote "$D/uecho.log" python3 "$H" udp-echo 10.77.0.2 5310 >/dev/null
 udp_up() { [ -n "$(ip netns exec "$(tb_ns remote)" ss -Hlun "sport = :$1")" ]; }
 tb_wait_for 10 udp_up 5310 || tb_fail "UDP echo server did not start"
-NATIVE_GROUPS=${NK_POSIX_GROUPS:-io events errors desc sig udp inet6 loop}
+NATIVE_GROUPS=${NK_POSIX_GROUPS:-io events errors desc sig udp inet6 loop opts}
 echo "== natively in the remote namespace (reference; exec differs by design)"
 TB_EXEC_TIMEOUT=90 tb_exec remote "$P" 10.77.0.2 10.77.0.2 5310 $NATIVE_GROUPS >"$D/native.out" 2>&1 || true
 grep -v '^ok' "$D/native.out" || true
@@ -27,6 +27,8 @@ echo "== as a NetKernel guest"
 rc=0
 TB_GUEST_TIMEOUT=120 tb_guest "$P" 10.77.0.11 10.77.0.2 5310 ${NK_POSIX_GROUPS:-} | tee "$D/guest.out" || rc=$?
 [ $rc -eq 0 ] || tb_fail "nk_posix as a guest: exit $rc ($(grep -c '^FAIL' "$D/guest.out") checks failed)"
+# The asynchronous setsockopts (group opts) must not have overrun a down ring.
+! grep -E 'down ring full|dropped NQE' "$D/ce.log" || tb_fail "the CoreEngine dropped NQEs (above)"
 
 echo "== loopback isolation"
 tb_guest_bg "$D/loop.log" "$P" loopserve 7700 15 >/dev/null

@@ -241,6 +241,26 @@ static void test_need_wakeup(void)
 	CHECK(nk_ring_dequeue(&t.r, &out) && is(&out, 7), "queued NQE lost");
 	CHECK(nk_ring_prepare_sleep(&t.r), "drained ring: prepare_sleep refused");
 	nk_ring_awake(&t.r);
+
+	/* Lazy NQEs ring only a consumer that sleeps for everything. */
+	CHECK(!nk_ring_wants_wakeup(&t.r, false) && !nk_ring_wants_wakeup(&t.r, true),
+	      "awake consumer wants a doorbell");
+	CHECK(nk_ring_prepare_sleep_for(&t.r, NK_WAKE_URGENT), "empty ring: urgent sleep refused");
+	CHECK(t.r.hdr->need_wakeup == NK_WAKE_URGENT, "NK_WAKE_URGENT not published");
+	CHECK(nk_ring_wants_wakeup(&t.r, false), "urgent sleeper not woken for an urgent NQE");
+	CHECK(!nk_ring_wants_wakeup(&t.r, true), "urgent sleeper woken for lazy NQEs");
+	CHECK(nk_ring_needs_wakeup(&t.r), "an old producer must still see a sleeper");
+	nk_ring_awake(&t.r);
+	CHECK(nk_ring_prepare_sleep_for(&t.r, NK_WAKE_ANY), "empty ring: sleep refused");
+	CHECK(nk_ring_wants_wakeup(&t.r, true), "NK_WAKE_ANY sleeper not woken for lazy NQEs");
+	/* A word scribbled by the consumer counts as "wake me": a spurious
+	 * doorbell, never a missed one. */
+	t.r.hdr->need_wakeup = 77;
+	CHECK(nk_ring_wants_wakeup(&t.r, true), "unknown need_wakeup value ignored");
+	nk_ring_awake(&t.r);
+	CHECK(nk_ring_enqueue(&t.r, &n), "enqueue");
+	CHECK(!nk_ring_prepare_sleep_for(&t.r, NK_WAKE_URGENT), "urgent sleep with a queued NQE");
+	CHECK(t.r.hdr->need_wakeup == 0, "flag left set after refusing an urgent sleep");
 	tr_free(&t);
 }
 

@@ -116,6 +116,15 @@ static void test_misc(void)
 	CHECK(ok(&n, 0), "setsockopt inline max accepted");
 	n.arg.opt.vlen = NK_OPT_INLINE + 1;
 	CHECK(!ok(&n, 0), "setsockopt too long rejected");
+	n.arg.opt.vlen = 4;
+	n.flags = NK_NQF_ASYNC;
+	CHECK(ok(&n, 0), "asynchronous setsockopt accepted");
+	n = nqe(NK_OP_GETSOCKOPT);
+	n.flags = NK_NQF_ASYNC;
+	CHECK(!ok(&n, 0), "NK_NQF_ASYNC on getsockopt rejected");
+	n = nqe(NK_OP_CLOSE);
+	n.flags = NK_NQF_ASYNC;
+	CHECK(!ok(&n, 0), "NK_NQF_ASYNC on close rejected");
 	n = nqe(NK_OP_GETSOCKOPT);
 	n.arg.opt.vlen = 200;
 	CHECK(!ok(&n, 0), "getsockopt long inline rejected");
