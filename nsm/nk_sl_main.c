@@ -7,12 +7,11 @@
  *
  * One thread, one epoll set: control socket, down-ring doorbell, signalfd
  * and every stack socket. When there is nothing to do the loop spins for
- * --spin-us (default 0) on the down ring, then announces need_wakeup and
- * sleeps, so an idle NSM makes no syscalls and burns no CPU. Spinning is
- * off by default: measured on the 2-core reference machine it doubled an
- * NSM's CPU and bought no latency, because the spinner takes the core the
- * guest or the CoreEngine needs to produce the work it waits for
- * (docs/ARCHITECTURE.md, "Spinning"). Hosts with cores to spare may set it.
+ * --spin-us (default 20) on the down ring and its sockets, yielding the
+ * core on every turn, then announces need_wakeup and sleeps, so an idle NSM
+ * makes no syscalls and burns no CPU. The yield matters on small hosts: a
+ * spin that kept the core took it from the guest or the CoreEngine that
+ * produce the work it waits for (docs/ARCHITECTURE.md, "Spinning").
  */
 #define _GNU_SOURCE
 #include "nk_sl.h"
@@ -20,6 +19,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +41,7 @@ _Static_assert(DOWN_BURST <= NK_SL_TXP_MAX, "a burst's SENDs must fit sl->txp");
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: nk-nsm --ctl PATH --name NAME [--stack kernel|mptcp] "
-		   "[--cc cubic|bbr|reno] [--spin-us N (default 0)] [--allow-guest-cc]\n"
+		   "[--cc cubic|bbr|reno] [--spin-us N (default 20)] [--allow-guest-cc]\n"
 		   "              [--nk-peers PREFIX[,PREFIX...]]   hosts that run NetKernel: sessions\n");
 }
 
@@ -207,8 +207,14 @@ static void run(struct nk_sl *sl)
 		}
 		if (!idle_since)
 			idle_since = now;
-		if (now - idle_since < spin_ns || sl->ops->poll) {
-			cpu_relax();
+		if (sl->ops->poll) {
+			cpu_relax(); /* a polling stack owns its core */
+			continue;
+		}
+		if (now - idle_since < spin_ns) {
+			/* As the CoreEngine's spin: a runnable guest or CE on
+			 * this core gets it; an idle core comes straight back. */
+			sched_yield();
 			continue;
 		}
 		if (blocked) {
@@ -231,7 +237,7 @@ static void run(struct nk_sl *sl)
 
 int main(int argc, char **argv)
 {
-	struct nk_sl sl = { .ops = &nk_ks_ops, .cc = "cubic", .spin_us = 0,
+	struct nk_sl sl = { .ops = &nk_ks_ops, .cc = "cubic", .spin_us = 20,
 			    .ctl = -1, .epfd = -1, .sigfd = -1, .up_efd = -1, .down_efd = -1,
 			    .free_head = NK_NO_SOCK, .nreg.fd = -1 };
 	const char *ctl = NULL;

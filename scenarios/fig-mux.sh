@@ -22,9 +22,10 @@
 #             --vm name=vI,ip=10.79.0.(10+I),nsm=nI
 #   shared:   --nsm name=shared,netns=nk-ID-nsm,stack=kernel,cc=cubic
 #             --vm name=vI,ip=...,nsm=shared
-# and the same NSM flags in both: every --nsm gets spin=US (default 0, nk-nsm's
-# default: an NSM sleeps on its doorbell as soon as it has nothing to do;
-# --nsm-spin-us US changes it for every NSM).
+# and the same NSM flags in both: every --nsm gets spin=US (default 0: an NSM
+# sleeps on its doorbell as soon as it has nothing to do, the event-driven
+# floor; nk-nsm's own default is a 20 us spin; --nsm-spin-us US changes it
+# for every NSM).
 # The paper's NSMs poll; so after the sweep one more pair runs at the largest
 # N with every NSM spinning --poll-spin-us (default 200) before it sleeps
 # ("poll point"; off skips it).
@@ -65,7 +66,7 @@ RR_RATE=500
 REPS=1
 NATIVE=1
 WARM=2
-NSM_SPIN=0 # nk-nsm's default: sleep as soon as there is nothing to do
+NSM_SPIN=0 # sleep as soon as there is nothing to do (nk-nsm's default spins 20 us)
 POLL_SPIN=200
 QUICK=0
 

@@ -61,7 +61,7 @@
 # Environment: BUILD (default build, relative to the repository root),
 # NK_CC, NK_RATE, NK_KEEP=1 (keep $TB_DIR), NK_PRELOAD_EXTRA (passed through to
 # nkrun, which puts it in front of LD_PRELOAD), NK_CE_SPIN_US and
-# NK_NSM_SPIN_US (tb_netkernel_up: spin-before-sleep, CoreEngine 20 us, NSM 0).
+# NK_NSM_SPIN_US (tb_netkernel_up: spin-before-sleep, CoreEngine 20 us, NSM 20 us).
 
 TB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TB_BUILD=${BUILD:-build}
@@ -535,7 +535,7 @@ tb_netkernel_up() {
 	local sock=$TB_DIR/ce.sock
 	tb_track_file "/dev/shm/nk-$TB_ID-*"
 	local cc=${NK_CC:-cubic} spin=() nspin=
-	# Spin-before-sleep of the CoreEngine and the NSM (defaults: CoreEngine 20 us, NSM 0),
+	# Spin-before-sleep of the CoreEngine and the NSM (defaults: CoreEngine 20 us, NSM 20 us),
 	# for measuring that lever: NK_CE_SPIN_US, NK_NSM_SPIN_US.
 	if [ -n "${NK_CE_SPIN_US:-}" ]; then
 		[[ $NK_CE_SPIN_US =~ ^[0-9]{1,7}$ ]] || { tb_log "NK_CE_SPIN_US wants microseconds, not '$NK_CE_SPIN_US'"; return 1; }
