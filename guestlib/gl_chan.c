@@ -370,8 +370,9 @@ int nk_gl_wait(bool (*check)(void *), bool (*needs_tx)(void *), void *arg,
 		bool shared = nk_gl.sleepers > 0;
 		/* SEND_DONEs wake us only if some sleeper waits for TX room:
 		 * a server asleep in epoll_wait for requests sleeps through the
-		 * chunks of its last response coming back (one wake-up per
-		 * request fewer). The mode covers every sleeper of the process,
+		 * chunks of its last response coming back, and through the
+		 * completions of asynchronous setsockopts (ARCHITECTURE.md,
+		 * "Lazy NQEs"). The mode covers every sleeper of the process,
 		 * so it is decided from the count, under the lock. */
 		bool tx = needs_tx && needs_tx(arg);
 		nk_gl.tx_sleepers += tx;
