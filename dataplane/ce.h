@@ -118,7 +118,7 @@ struct ce_vm {
 	 * 14 % of the CoreEngine's time in ce_flush_wakes' scan alone. */
 	uint64_t live;           /* chan[c].used (ce_chan_set_live keeps both) */
 	uint64_t wake;           /* ring chan[c]'s doorbell at the end of the round */
-	uint64_t lazy;           /* chan[c] got only lazy NQEs (SEND_DONE) this round */
+	uint64_t lazy;           /* chan[c] got only lazy NQEs (SEND_DONE, async completions) this round */
 	struct ce_sock *socks;   /* [nsocks] */
 	struct nk_pool sockfree; /* free slot ids */
 	uint8_t *ck_state;       /* [nchunks] */
@@ -184,7 +184,7 @@ struct ce_nsm {
 	struct nk_region reg;
 	struct nk_ring up, down;
 	bool wake;                /* ring the doorbell at the end of the round */
-	bool lazy;                /* only lazy NQEs (GRANT, RX_CREDIT) so far */
+	bool lazy;                /* only lazy NQEs (RX_CREDIT) so far */
 	bool attached[CE_MAX_VMS];
 	uint32_t granted[CE_MAX_VMS];
 	struct ce_nsm_map *map;   /* NSM socket id -> guest socket */

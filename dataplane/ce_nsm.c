@@ -268,7 +268,10 @@ void ce_nsm_send(struct ce *ce, struct ce_nsm *n, const struct nk_nqe *nqe)
 		return;
 	/* staged; published by ce_ring_put or ce_flush_wakes (ce.h) */
 	if (n->ovf_len == 0 && ce_ring_put(&n->down, nqe)) {
-		if (nqe->op == NK_OP_GRANT || nqe->op == NK_OP_RX_CREDIT)
+		/* RX_CREDIT is lazy (the NSM sleeps in NK_WAKE_ANY mode while
+		 * a socket waits for credit); GRANT is not: the NSM does not
+		 * track chunk starvation for its sleep mode. */
+		if (nqe->op == NK_OP_RX_CREDIT)
 			n->lazy = true;
 		else
 			n->wake = true;

@@ -249,9 +249,10 @@ static_assert(sizeof(struct nk_sess_hello) == 24, "session hello is 24 bytes");
  * prod_tail, reads it and rings the doorbell only when it is set. This is the
  * io_uring SQ_NEED_WAKEUP pattern: no syscall while the consumer is awake.
  * NK_WAKE_ANY asks for a doorbell for every NQE; NK_WAKE_URGENT only for
- * NQEs that are not "lazy" (NK_OP_SEND_DONE towards a guest; NK_OP_RX_CREDIT
- * and NK_OP_GRANT towards an NSM): a consumer that waits for nothing those
- * could give it sleeps through them and reads them when it next wakes. A
+ * NQEs that are not "lazy" (NK_OP_SEND_DONE and NK_NQF_ASYNC completions
+ * towards a guest; NK_OP_RX_CREDIT towards an NSM): a consumer that waits
+ * for nothing those could give it sleeps through them and reads them when
+ * it next wakes. A
  * producer that knows only 0/1 treats NK_WAKE_URGENT as NK_WAKE_ANY, so the
  * value is a compatible extension of ABI 2.
  */
