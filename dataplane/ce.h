@@ -194,6 +194,7 @@ struct ce_nsm {
 	uint32_t starts;
 	uint32_t spin_us;          /* --spin-us for nk-nsm when has_spin */
 	bool has_spin;             /* spin= given; else nk-nsm's default */
+	bool spin_hold;            /* hold=on: nk-nsm --spin-hold */
 	bool iso;                  /* weighted-fair admission on (ce_iso.c) */
 	struct ce_tb cap;          /* the capacity it is admitted at, bytes/s */
 };

@@ -63,7 +63,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: nk-coreengine [--ctl PATH] [--instance ID] [--spin-us N] [--nsm-bin PATH]\n"
 		"                     --nsm name=N[,netns=NS][,stack=kernel|mptcp][,cc=cubic|bbr|reno]\n"
-		"                           [,spin=US][,iso=on|off][,rate=BITS/S] ...\n"
+		"                           [,spin=US][,hold=on|off][,iso=on|off][,rate=BITS/S] ...\n"
 		"                     --vm name=V,ip=A.B.C.D,nsm=N[,mode=process|vm]\n"
 		"                           [,weight=1..1000][,rate=BITS/S][,ops=N/S] ...\n"
 		"                     (mode=vm: the guests are a QEMU VM's processes, attached through\n"

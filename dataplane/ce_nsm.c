@@ -40,7 +40,7 @@ static bool spin_ok(const char *v, uint32_t *out)
 	return true;
 }
 
-/* Parse "name=tcp,netns=ns1,stack=kernel,cc=cubic[,spin=US][,iso=on][,rate=R]". */
+/* Parse "name=tcp,netns=ns1,stack=kernel,cc=cubic[,spin=US][,hold=on][,iso=on][,rate=R]". */
 int ce_nsm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 {
 	char buf[256], *save = NULL;
@@ -71,6 +71,8 @@ int ce_nsm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 			snprintf(n->cc, sizeof(n->cc), "%s", eq);
 		else if (!strcmp(kv, "spin") && spin_ok(eq, &n->spin_us))
 			n->has_spin = true; /* spin=0 is a choice: sleep at once */
+		else if (!strcmp(kv, "hold") && (!strcmp(eq, "on") || !strcmp(eq, "off")))
+			n->spin_hold = !strcmp(eq, "on");
 		else if (!strcmp(kv, "iso") || !strcmp(kv, "rate")) {
 			char e2[128];
 			if (ce_iso_nsm_set(n, kv, eq, e2, sizeof(e2)) < 0) {
@@ -79,7 +81,7 @@ int ce_nsm_add(struct ce *ce, const char *spec, char *err, size_t errlen)
 			}
 		} else {
 			snprintf(err, errlen, "--nsm '%s': bad or unknown key '%s' (keys: name, netns, stack=kernel|mptcp, cc, "
-				 "spin=US, iso=on|off, rate=BITS/S)", spec, kv);
+				 "spin=US, hold=on|off, iso=on|off, rate=BITS/S)", spec, kv);
 			return -EINVAL;
 		}
 	}
@@ -145,6 +147,8 @@ int ce_nsm_start(struct ce *ce, struct ce_nsm *n)
 			snprintf(spin, sizeof(spin), "%u", n->spin_us);
 			av[ac++] = "--spin-us", av[ac++] = spin;
 		}
+		if (n->spin_hold)
+			av[ac++] = "--spin-hold";
 		av[ac] = NULL;
 		execv(ce->nsm_bin, (char *const *)av);
 		fprintf(stderr, "nk-coreengine: cannot exec %s: %s\n", ce->nsm_bin, strerror(errno));

@@ -130,6 +130,7 @@ struct nk_sl {
 	bool mptcp;
 	bool allow_guest_cc;
 	uint32_t spin_us;
+	bool spin_hold;            /* --spin-hold: cpu_relax, not sched_yield */
 
 	int ctl, epfd, sigfd, up_efd, down_efd;
 	uint32_t index;            /* our NSM index in the CE */

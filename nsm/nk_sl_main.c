@@ -3,7 +3,7 @@
  * nk_sl_main.c - nk-nsm: command line, start-up and the event loop.
  *
  *   nk-nsm --ctl PATH --name NAME [--stack kernel|mptcp] [--cc cubic|bbr|reno]
- *          [--spin-us N] [--allow-guest-cc]
+ *          [--spin-us N] [--spin-hold] [--allow-guest-cc]
  *
  * One thread, one epoll set: control socket, down-ring doorbell, signalfd
  * and every stack socket. When there is nothing to do the loop spins for
@@ -12,6 +12,8 @@
  * makes no syscalls and burns no CPU. The yield matters on small hosts: a
  * spin that kept the core took it from the guest or the CoreEngine that
  * produce the work it waits for (docs/ARCHITECTURE.md, "Spinning").
+ * --spin-hold spins without yielding, as an NSM that owns its core polls
+ * (the paper's NSMs do; fig-mux measures what that costs per NSM).
  */
 #define _GNU_SOURCE
 #include "nk_sl.h"
@@ -41,7 +43,8 @@ _Static_assert(DOWN_BURST <= NK_SL_TXP_MAX, "a burst's SENDs must fit sl->txp");
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: nk-nsm --ctl PATH --name NAME [--stack kernel|mptcp] "
-		   "[--cc cubic|bbr|reno] [--spin-us N (default 20)] [--allow-guest-cc]\n"
+		   "[--cc cubic|bbr|reno] [--spin-us N (default 20)] [--spin-hold]\n"
+		   "              [--allow-guest-cc]\n"
 		   "              [--nk-peers PREFIX[,PREFIX...]]   hosts that run NetKernel: sessions\n");
 }
 
@@ -61,6 +64,7 @@ static int parse_args(struct nk_sl *sl, int argc, char **argv, const char **ctl)
 		{ "stack", required_argument, NULL, 's' },
 		{ "cc", required_argument, NULL, 'C' },
 		{ "spin-us", required_argument, NULL, 'S' },
+		{ "spin-hold", no_argument, NULL, 'H' },
 		{ "allow-guest-cc", no_argument, NULL, 'A' },
 		{ "nk-peers", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
@@ -91,6 +95,7 @@ static int parse_args(struct nk_sl *sl, int argc, char **argv, const char **ctl)
 			sl->spin_us = (uint32_t)v;
 			break;
 		}
+		case 'H': sl->spin_hold = true; break;
 		case 'A': sl->allow_guest_cc = true; break;
 		case 'P':
 			if (nk_prefixes_parse(&sl->peers, optarg) < 0)
@@ -209,6 +214,10 @@ static void run(struct nk_sl *sl)
 			idle_since = now;
 		if (sl->ops->poll) {
 			cpu_relax(); /* a polling stack owns its core */
+			continue;
+		}
+		if (sl->spin_hold && now - idle_since < spin_ns) {
+			cpu_relax(); /* --spin-hold: this NSM owns its core */
 			continue;
 		}
 		if (now - idle_since < spin_ns) {

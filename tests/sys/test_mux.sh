@@ -2,7 +2,8 @@
 # Multiplexing: three VMs share one NSM at once, each with its own source
 # address; a fourth guest is attached to a second NSM by the launcher
 # (nkrun --nsm), while a connection opened before stays where it was. The
-# second NSM is given spin=0, which must reach it (0 is not "default").
+# second NSM is given spin=0, which must reach it (0 is not "default"), and
+# hold=on (nk-nsm --spin-hold); a bad hold= value is refused in one line.
 # timeout: 120
 set -euo pipefail
 . "$(dirname "$0")/../../scenarios/lib/testbed.sh"
@@ -12,8 +13,13 @@ FLOOD=$TB_BUILD/tests/prog/nk_flood
 [ -x "$FLOOD" ] || tb_fail "missing $FLOOD (run make)"
 ID="mx$(($$ % 100000))"
 tb_netkernel_up "$ID" --vm name=vm2,ip=10.77.0.12,nsm=tcp --vm name=vm3,ip=10.77.0.13,nsm=tcp \
-	--nsm "name=tcp2,netns=nk-$ID-nsm,stack=kernel,cc=cubic,spin=0"
+	--nsm "name=tcp2,netns=nk-$ID-nsm,stack=kernel,cc=cubic,spin=0,hold=on"
 D=$TB_DIR
+msg=$("$TB_BUILD/bin/nk-coreengine" --ctl "$D/never.sock" --nsm "name=x,hold=maybe" 2>&1) && rc=0 || rc=$?
+[ "$rc" = 2 ] && [[ $msg == *"hold=on|off"* ]] && [ "$(printf '%s\n' "$msg" | wc -l)" = 1 ] ||
+	tb_fail "hold=maybe: want exit 2 and one line naming hold=on|off, got $rc: $msg"
+[ ! -e "$D/never.sock" ] || tb_fail "a refused command line left $D/never.sock"
+
 tb_bg remote "$D/sink.log" "$FLOOD" sink 5400 >/dev/null
 tb_wait_listen remote 5400 || tb_fail "sink did not start"
 
@@ -43,6 +49,8 @@ print(next((n["pid"] for n in json.load(sys.stdin)
 c2=$(nsm_cmdline tcp2) c1=$(nsm_cmdline tcp)
 [[ $c2 == *"--spin-us 0 "* ]] || tb_fail "spin=0 did not reach NSM tcp2: $c2"
 [[ $c1 != *"--spin-us"* ]] || tb_fail "NSM tcp got a --spin-us it was not given: $c1"
+[[ "$c2 " == *" --spin-hold "* ]] || tb_fail "hold=on did not reach NSM tcp2: $c2"
+[[ "$c1 " != *" --spin-hold "* ]] || tb_fail "NSM tcp got --spin-hold it was not given: $c1"
 
 conns=$(tb_nkctl --json list conns)
 srcs=$(ip netns exec "$(tb_ns nsm)" ss -tnH state established '( dport = :5400 )' | awk '{print $3}' | sed 's/:[0-9]*$//' | sort | tr '\n' ' ')
