@@ -228,38 +228,58 @@ static void handle_event(struct ce *ce, const struct epoll_event *ev)
 	}
 }
 
-/* Announce need_wakeup on the rings we consume; false if one has work.
- * skip_busy: rings that already hold NQEs are left alone (they wait on
- * time: a full NSM ring or a token bucket), so only the idle ones are
- * armed and other guests are not made to wait for the timer too. */
-static bool arm_rings(struct ce *ce, bool skip_busy)
+/* Every ring the CoreEngine consumes (the up rings of the NSMs that are up,
+ * then every live channel's), in a fixed order, until fn says stop; returns
+ * the ring it stopped at, or NULL. */
+static struct nk_ring *each_up_ring(struct ce *ce, bool (*fn)(struct nk_ring *, void *), void *arg)
 {
-	for (uint32_t i = 0; i < ce->nnsms; i++) {
-		struct nk_ring *r = &ce->nsms[i].up;
-		if (ce->nsms[i].state != CE_NSM_UP || (skip_busy && nk_ring_count(r)))
-			continue;
-		if (!nk_ring_prepare_sleep(r))
-			return false;
-	}
+	for (uint32_t i = 0; i < ce->nnsms; i++)
+		if (ce->nsms[i].state == CE_NSM_UP && !fn(&ce->nsms[i].up, arg))
+			return &ce->nsms[i].up;
 	for (uint32_t v = 0; v < ce->nvms; v++)
 		for (uint64_t m = ce->vms[v].live; m;) {
 			struct nk_ring *r = &ce->vms[v].chan[ce_mask_pop(&m)].up;
-			if (skip_busy && nk_ring_count(r))
-				continue;
-			if (!nk_ring_prepare_sleep(r))
-				return false;
+			if (!fn(r, arg))
+				return r;
 		}
+	return NULL;
+}
+
+/* skip_busy: rings that already hold NQEs are left alone (they wait on
+ * time: a full NSM ring or a token bucket), so only the idle ones are
+ * armed and other guests are not made to wait for the timer too. */
+static bool arm_one(struct nk_ring *r, void *skip_busy)
+{
+	if (*(bool *)skip_busy && nk_ring_count(r))
+		return true;
+	return nk_ring_prepare_sleep(r);
+}
+
+static bool disarm_until(struct nk_ring *r, void *stop)
+{
+	if (r == stop)
+		return false;
+	nk_ring_awake(r);
 	return true;
+}
+
+/* Announce need_wakeup on the rings we consume; false if one has work.
+ * Then the rings armed before that one are disarmed again: we stay awake,
+ * and a flag left up would make their producers ring a doorbell for every
+ * NQE until our next sleep (nginx keep-alive: 1.8 guest doorbells and the
+ * CoreEngine's eventfd reads per request while it never slept). */
+static bool arm_rings(struct ce *ce, bool skip_busy)
+{
+	struct nk_ring *busy = each_up_ring(ce, arm_one, &skip_busy);
+	if (!busy)
+		return true;
+	each_up_ring(ce, disarm_until, busy);
+	return false;
 }
 
 static void awake(struct ce *ce)
 {
-	for (uint32_t i = 0; i < ce->nnsms; i++)
-		if (ce->nsms[i].state == CE_NSM_UP)
-			nk_ring_awake(&ce->nsms[i].up);
-	for (uint32_t v = 0; v < ce->nvms; v++)
-		for (uint64_t m = ce->vms[v].live; m;)
-			nk_ring_awake(&ce->vms[v].chan[ce_mask_pop(&m)].up);
+	each_up_ring(ce, disarm_until, NULL);
 }
 
 /* Something waits that no doorbell will announce: an NSM being started, or a
