@@ -994,6 +994,20 @@ static int get_int_opt(int fd, int level, int name)
  * many in a row neither lose nor reorder one (more than GuestLib keeps in
  * flight), and data sent between them arrives. Bad lengths and the other
  * options still fail as Linux fails them. */
+/* A second thread toggles TCP_CORK from its own stack and reads it back. */
+static void *opts_thread(void *arg)
+{
+	int fd = *(int *)arg;
+	for (int i = 0; i < 64; i++) {
+		int v = i & 1, back = -1;
+		socklen_t l = sizeof(back);
+		if (setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) < 0 ||
+		    getsockopt(fd, IPPROTO_TCP, TCP_CORK, &back, &l) < 0 || back != v)
+			return (void *)1;
+	}
+	return NULL;
+}
+
 static void g_opts(void)
 {
 	int c, s = tcp_pair(&c);
@@ -1032,6 +1046,26 @@ static void g_opts(void)
 	errno = 0;
 	CHECK(setsockopt(c, IPPROTO_TCP, TCP_KEEPIDLE, &keepidle, sizeof(keepidle)) == -1 &&
 	      errno == EINVAL, "TCP_KEEPIDLE 0: EINVAL (%s)", strerror(errno));
+	/* By now GuestLib copies option values on the caller's stack with
+	 * memcpy (gl_uacc.c); anywhere else the kernel still checks them. */
+	void *hole = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(hole, 4096);
+	errno = 0;
+	CHECK(setsockopt(c, IPPROTO_TCP, TCP_NODELAY, hole, sizeof(int)) == -1 && errno == EFAULT,
+	      "TCP_NODELAY from an unmapped page: EFAULT (%s)", strerror(errno));
+	socklen_t hl = sizeof(int);
+	errno = 0;
+	CHECK(getsockopt(c, IPPROTO_TCP, TCP_NODELAY, hole, &hl) == -1 && errno == EFAULT,
+	      "TCP_NODELAY into an unmapped page: EFAULT (%s)", strerror(errno));
+	int *heap = malloc(sizeof(int));
+	*heap = 1;
+	CHECK(setsockopt(c, IPPROTO_TCP, TCP_NODELAY, heap, sizeof(int)) == 0 &&
+	      get_int_opt(c, IPPROTO_TCP, TCP_NODELAY) == 1, "TCP_NODELAY from the heap");
+	free(heap);
+	pthread_t t;
+	void *tr = (void *)1;
+	CHECK(pthread_create(&t, NULL, opts_thread, &c) == 0 && pthread_join(t, &tr) == 0 && tr == NULL,
+	      "a second thread sets and reads TCP_CORK from its own stack");
 	int u = socket(AF_INET, SOCK_DGRAM, 0);
 	errno = 0;
 	CHECK(setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1,
