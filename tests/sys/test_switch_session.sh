@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Live switching of an existing connection between two NetKernel hosts:
-# a guest on host A streams 600 MB to a guest on host B (both through
+# a guest on host A streams 2 GB to a guest on host B (both through
 # NetKernel, sessions on: --nk-peers); meanwhile the operator switches A's VM
 # between two NSMs (cubic and reno) up to 20 times, as long as the transfer
-# runs (at least 10). The receiver verifies every byte, the sender gets the
+# runs (at least 10). 2 GB last about 8 s here, so the 20 switches (2-3 s)
+# end well before the connection does: with 600 MB an ASan run once made
+# its 20th switch after the connection had closed (moved 19 of 20). The receiver verifies every byte, the sender gets the
 # receiver's byte count and checksum back over the last leg, one process ran
 # on each side throughout, and `nkctl` counts every switch made and the
 # connection moved each time.
@@ -43,13 +45,13 @@ tb_wait_for 5 test -S "$D/hb.sock" || tb_fail "CoreEngine B did not start"
 nkctl_a() { "$TB_BUILD/bin/nkctl" --ctl "$D/ha.sock" "$@"; }
 nkctl_a start tcp2
 
-echo "== guest B listens, guest A streams 600 MB to it"
+echo "== guest B listens, guest A streams 2 GB to it"
 tb_bg root "$D/recv.log" "$TB_BUILD/bin/nkrun" --vm vb --ctl "$D/hb.sock" --netns "$(tb_ns gb)" -- \
 	"$BULK" recv 7800 >/dev/null
 prcv=$TB_LAST_PID
 tb_wait_listen hb 7800 || tb_fail "guest B's listener did not appear"
 tb_bg root "$D/send.log" "$TB_BUILD/bin/nkrun" --vm va --ctl "$D/ha.sock" --netns "$(tb_ns ga)" -- \
-	"$BULK" send 10.79.0.12 7800 600000000 21 >/dev/null
+	"$BULK" send 10.79.0.12 7800 2000000000 21 >/dev/null
 psnd=$TB_LAST_PID
 sleep 0.3
 
