@@ -33,12 +33,13 @@
 
 #define NK_GL_STK_AFTER 4
 
-/* The calling thread's stack mapping [lo, hi), once known (state 2); a
- * thread that could not find it (state 3) stays on the syscall path. */
+/* The calling thread's stack mapping [lo, hi), once known; a thread that
+ * could not find it stays on the syscall path. */
+enum { NK_GL_STK_UNKNOWN, NK_GL_STK_KNOWN, NK_GL_STK_NONE };
 static __thread struct {
 	uintptr_t lo, hi;
 	uint32_t slow;
-	uint8_t state; /* 0 unknown, 2 known, 3 not found */
+	uint8_t state; /* NK_GL_STK_* */
 } nk_gl_stk;
 
 static int nk_gl_hexval(char c)
@@ -77,7 +78,7 @@ static void nk_gl_stk_learn(uintptr_t sp)
 {
 	char buf[4096];
 	size_t have = 0;
-	nk_gl_stk.state = 3;
+	nk_gl_stk.state = NK_GL_STK_NONE;
 	long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -91,7 +92,7 @@ static void nk_gl_stk_learn(uintptr_t sp)
 			if (buf[i] != '\n')
 				continue;
 			if (nk_gl_stk_line(buf + start, i - start, sp)) {
-				nk_gl_stk.state = 2;
+				nk_gl_stk.state = NK_GL_STK_KNOWN;
 				syscall(SYS_close, (int)fd);
 				return;
 			}
@@ -110,11 +111,11 @@ static void nk_gl_stk_learn(uintptr_t sp)
 static bool nk_gl_on_live_stack(const void *p, size_t n)
 {
 	uintptr_t sp = (uintptr_t)__builtin_frame_address(0), a = (uintptr_t)p;
-	if (nk_gl_stk.state != 2) {
-		if (nk_gl_stk.state != 0 || ++nk_gl_stk.slow < NK_GL_STK_AFTER)
+	if (nk_gl_stk.state != NK_GL_STK_KNOWN) {
+		if (nk_gl_stk.state != NK_GL_STK_UNKNOWN || ++nk_gl_stk.slow < NK_GL_STK_AFTER)
 			return false;
 		nk_gl_stk_learn(sp);
-		if (nk_gl_stk.state != 2)
+		if (nk_gl_stk.state != NK_GL_STK_KNOWN)
 			return false;
 	}
 	return sp >= nk_gl_stk.lo && sp < nk_gl_stk.hi && a >= sp && a < nk_gl_stk.hi &&

@@ -216,14 +216,14 @@ static void run(struct nk_sl *sl)
 			cpu_relax(); /* a polling stack owns its core */
 			continue;
 		}
-		if (sl->spin_hold && now - idle_since < spin_ns) {
-			cpu_relax(); /* --spin-hold: this NSM owns its core */
-			continue;
-		}
 		if (now - idle_since < spin_ns) {
 			/* As the CoreEngine's spin: a runnable guest or CE on
-			 * this core gets it; an idle core comes straight back. */
-			sched_yield();
+			 * this core gets it; an idle core comes straight back.
+			 * --spin-hold keeps it: this NSM owns its core. */
+			if (sl->spin_hold)
+				cpu_relax();
+			else
+				sched_yield();
 			continue;
 		}
 		if (blocked) {

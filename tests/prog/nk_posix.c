@@ -989,11 +989,6 @@ static int get_int_opt(int fd, int level, int name)
 	return getsockopt(fd, level, name, &v, &l) == 0 && l == sizeof(v) ? v : -1;
 }
 
-/* Options GuestLib sets without waiting (TCP_NODELAY, TCP_CORK,
- * SO_KEEPALIVE on a stream socket): a later getsockopt sees the last value,
- * many in a row neither lose nor reorder one (more than GuestLib keeps in
- * flight), and data sent between them arrives. Bad lengths and the other
- * options still fail as Linux fails them. */
 /* A second thread toggles TCP_CORK from its own stack and reads it back. */
 static void *opts_thread(void *arg)
 {
@@ -1008,6 +1003,11 @@ static void *opts_thread(void *arg)
 	return NULL;
 }
 
+/* Options GuestLib sets without waiting (TCP_NODELAY, TCP_CORK,
+ * SO_KEEPALIVE on a stream socket): a later getsockopt sees the last value,
+ * many in a row neither lose nor reorder one (more than GuestLib keeps in
+ * flight), and data sent between them arrives. Bad lengths and the other
+ * options still fail as Linux fails them. */
 static void g_opts(void)
 {
 	int c, s = tcp_pair(&c);

@@ -5,10 +5,11 @@
 # between two NSMs (cubic and reno) up to 20 times, as long as the transfer
 # runs (at least 10). 2 GB last about 8 s here, so the 20 switches (2-3 s)
 # end well before the connection does: with 600 MB an ASan run once made
-# its 20th switch after the connection had closed (moved 19 of 20). The receiver verifies every byte, the sender gets the
-# receiver's byte count and checksum back over the last leg, one process ran
-# on each side throughout, and `nkctl` counts every switch made and the
-# connection moved each time.
+# its 20th switch after the connection had closed (moved 19 of 20). The
+# receiver verifies every byte, the sender gets the receiver's byte count
+# and checksum back over the last leg, one process ran on each side
+# throughout, and `nkctl` counts every switch made and the connection moved
+# each time.
 # timeout: 300
 set -euo pipefail
 . "$(dirname "$0")/../../scenarios/lib/testbed.sh"
