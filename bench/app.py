@@ -143,6 +143,10 @@ def cmd_record(a):
     t0, t1 = tt0.split(), tt1.split()
     row["cpu_task_s"] = ((int(t1[0]) - int(t0[0])) / hz
                          + sum(_times_s(t1[i]) - _times_s(t0[i]) for i in (1, 2)))
+    # task CPU by role (app.sh task_snap: ROLE=ticks after the first three)
+    r0 = dict(kv.split("=", 1) for kv in t0[3:])
+    r1 = dict(kv.split("=", 1) for kv in t1[3:])
+    row["cpu_role_s"] = {k: (int(r1[k]) - int(r0[k])) / hz for k in r1 if k in r0}
     with open(raw, "a") as f:
         f.write(json.dumps(row) + "\n")
     if not row["ok"]:
@@ -231,6 +235,28 @@ def run_value(r, metric):
     return r["metrics"].get(metric)
 
 
+# Task CPU by role (app.sh task_snap), and the client (the reaped child:
+# the rest of cpu_task_s). In NetKernel runs the application's share is
+# "guest" + "ce" + "nsm"; natively it is "nsmapp" (or the client).
+ROLES = ("guest", "ce", "nsm", "nsmapp", "remote", "client")
+
+
+def role_split(sel, mode, per):
+    out = {}
+    for role in ROLES:
+        vals = []
+        for r in sel:
+            if r["mode"] != mode or not r.get("ok") or not r["work"] or "cpu_role_s" not in r:
+                continue
+            cr = r["cpu_role_s"]
+            v = r["cpu_task_s"] - sum(cr.values()) if role == "client" else cr.get(role, 0.0)
+            vals.append(v / (r["work"] / per))
+        m = med(vals)
+        if m is not None and m > 0:
+            out[role] = rnd(m)
+    return out
+
+
 def rnd(x):
     if x is None:
         return None
@@ -272,9 +298,14 @@ def build_rows(raw, families, meta):
             tnat = med([run_value(r, tm) for r in sel if r["mode"] == "native"])
             e["nk_task"], e["native_task"] = rnd(tnk), rnd(tnat)
             e["ratio_task"] = round(tnk / tnat, 3) if tnk is not None and tnat else None
+            per = 1e9 if metric == "cpu_per_gb" else 1e5
+            e["nk_task_split"] = role_split(sel, "nk", per)
+            e["native_task_split"] = role_split(sel, "native", per)
             e["method"] = ("whole-machine busy CPU (/proc/stat user+nice+system+irq+softirq) over each run / "
                            "work moved in that run; nk_task/native_task: task CPU of the CoreEngine, every "
-                           "process in the testbed namespaces and the client")
+                           "process in the testbed namespaces and the client; *_task_split: the same by "
+                           "role (guest namespace, CoreEngine, NSM, the rest of the nsm namespace = "
+                           "native server, remote namespace, client), median per unit of work")
         if fam == "sockperf":
             e["note"] = "sockperf reports half the round trip"
         if fam == "nginx":
@@ -523,6 +554,21 @@ def cmd_readme(argv):
         out += ["", "Goals: %d of %d met (%s)." % (
             sum(1 for e in goals if e.get("meets_goal")), len(goals),
             "; ".join("%s %s" % (e["name"], "met" if e.get("meets_goal") else "not met") for e in goals))]
+    split = [e for e in rows if e.get("nk_task_split") or e.get("native_task_split")]
+    if split:
+        cols = (("client", "client"), ("guest", "guest ns"), ("ce", "CoreEngine"), ("nsm", "NSM"),
+                ("nsmapp", "nsm ns (native server)"), ("remote", "remote ns"))
+        out += ["", "Where the task CPU goes (medians per unit of work; the client is the "
+                "load generator or iperf3/sockperf client this script started; roles that used "
+                "nothing are blank):", "",
+                "| benchmark | unit | run | " + " | ".join(c[1] for c in cols) + " |",
+                "|---|---|---|" + "--:|" * len(cols)]
+        for e in split:
+            for mode, label in (("native", "native"), ("nk", "NetKernel")):
+                sp = e.get(mode + "_task_split") or {}
+                out.append("| %s | %s | %s | %s |" % (e["label"], e["unit"], label,
+                                                      " | ".join(fmt(sp[c[0]]) if c[0] in sp else ""
+                                                                 for c in cols)))
     out += ["", end]
     i, j = text.index(begin), text.index(end) + len(end)
     open(readme, "w").write(text[:i] + "\n".join(out) + text[j:])

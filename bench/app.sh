@@ -103,25 +103,37 @@ machine_busy() {
 # testbed's namespaces (listed before the run: the servers), plus the
 # children this shell reaped during the run (the finished client, through
 # `times`). Builtins only inside the window (no fork adds to the count);
-# sets TT="ticks children_user children_sys" (the latter two as `times`
-# prints them; app.py converts).
+# sets TT="ticks children_user children_sys ce=T nsm=T guest=T nsmapp=T
+# remote=T" (children as `times` prints them, app.py converts; then the
+# ticks by role: the CoreEngine, the NSM processes, the guest namespace,
+# the rest of the nsm namespace (native servers), the remote namespace).
+# our_pids prints ROLE:PID.
 our_pids() {
-	local ns
-	echo "$TB_CE_PID"
-	for ns in guest nsm remote; do ip netns pids "$(tb_ns $ns)" 2>/dev/null; done
+	local ns p comm
+	echo "ce:$TB_CE_PID"
+	for p in $(ip netns pids "$(tb_ns nsm)" 2>/dev/null); do
+		read -r comm <"/proc/$p/comm" 2>/dev/null || continue
+		if [ "$comm" = nk-nsm ]; then echo "nsm:$p"; else echo "nsmapp:$p"; fi
+	done
+	for ns in guest remote; do
+		for p in $(ip netns pids "$(tb_ns $ns)" 2>/dev/null); do echo "$ns:$p"; done
+	done
 }
 task_snap() {
-	local p st sum=0 cu cs
-	for p in "$@"; do
+	local rp p st sum=0 cu cs
+	local -A by=([ce]=0 [nsm]=0 [guest]=0 [nsmapp]=0 [remote]=0)
+	for rp in "$@"; do
+		p=${rp#*:}
 		read -r st <"/proc/$p/stat" 2>/dev/null || continue
 		st=${st##*) }
 		# shellcheck disable=SC2086
 		set -- $st
 		sum=$((sum + ${12} + ${13}))
+		by[${rp%%:*}]=$((by[${rp%%:*}] + ${12} + ${13}))
 	done
 	times >"$D/times"
 	{ read -r _ _; read -r cu cs; } <"$D/times"
-	TT="$sum $cu $cs"
+	TT="$sum $cu $cs ce=${by[ce]} nsm=${by[nsm]} guest=${by[guest]} nsmapp=${by[nsmapp]} remote=${by[remote]}"
 }
 HZ=$(getconf CLK_TCK)
 
