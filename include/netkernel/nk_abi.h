@@ -252,9 +252,8 @@ static_assert(sizeof(struct nk_sess_hello) == 24, "session hello is 24 bytes");
  * NQEs that are not "lazy" (NK_OP_SEND_DONE and NK_NQF_ASYNC completions
  * towards a guest; NK_OP_RX_CREDIT towards an NSM): a consumer that waits
  * for nothing those could give it sleeps through them and reads them when
- * it next wakes. A
- * producer that knows only 0/1 treats NK_WAKE_URGENT as NK_WAKE_ANY, so the
- * value is a compatible extension of ABI 2.
+ * it next wakes. A producer that knows only 0/1 treats NK_WAKE_URGENT as
+ * NK_WAKE_ANY, so the value is a compatible extension of ABI 2.
  */
 enum {
 	NK_WAKE_ANY = 1,    /**< ring the doorbell for any NQE */

@@ -127,24 +127,23 @@ static inline bool nk_ring_enqueue(struct nk_ring *r, const struct nk_nqe *nqe)
 	return nk_ring_enqueue_burst(r, nqe, 1) == 1;
 }
 
-/** After publishing: does the consumer want a doorbell? The full fence orders
- *  our prod_tail store before the need_wakeup load (Dekker with the
- *  consumer's need_wakeup store / prod_tail load). */
-static inline bool nk_ring_needs_wakeup(struct nk_ring *r)
-{
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return __atomic_load_n(&r->hdr->need_wakeup, __ATOMIC_RELAXED) != 0;
-}
-
-/** The same for a producer that knows whether what it published was only
- *  lazy NQEs (nk_abi.h, need_wakeup): those ring only an NK_WAKE_ANY
- *  sleeper. Any other value than NK_WAKE_URGENT counts as "any", so a
- *  corrupt word costs a spurious doorbell, never a missed one. */
+/** After publishing: does the consumer want a doorbell? lazy_only: what
+ *  was published is only lazy NQEs (nk_abi.h, need_wakeup), which ring only
+ *  an NK_WAKE_ANY sleeper. Any other value than NK_WAKE_URGENT counts as
+ *  "any", so a corrupt word costs a spurious doorbell, never a missed one.
+ *  The full fence orders our prod_tail store before the need_wakeup load
+ *  (Dekker with the consumer's need_wakeup store / prod_tail load). */
 static inline bool nk_ring_wants_wakeup(struct nk_ring *r, bool lazy_only)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	uint32_t w = __atomic_load_n(&r->hdr->need_wakeup, __ATOMIC_RELAXED);
 	return w != 0 && !(lazy_only && w == NK_WAKE_URGENT);
+}
+
+/** The same for a producer that does not tell lazy NQEs apart. */
+static inline bool nk_ring_needs_wakeup(struct nk_ring *r)
+{
+	return nk_ring_wants_wakeup(r, false);
 }
 
 /* ---- consumer side ---- */
